@@ -1,0 +1,41 @@
+# SimpleAMS provisioning. `make help` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.install-stamp: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.install-stamp ## Create .venv and install the project with its dev tools
+
+.PHONY: up
+up: install ## Bring everything up: services, migrations, demo tenant, then web + worker + Flower
+	bash .ci/services
+	$(VENV)/bin/simpleams migrate
+	@FLOWER_BASIC_AUTH=$${FLOWER_BASIC_AUTH:-ops:$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}; \
+	  echo; $(VENV)/bin/simpleams demo; \
+	  echo "Gateway: http://127.0.0.1:$(PORT)/scim/v2 (send Host: demo.simpleams.co.uk or use the token alone)"; \
+	  echo "Flower:  http://127.0.0.1:$${FLOWER_PORT:-5555}  (basic auth $$FLOWER_BASIC_AUTH)"; echo; \
+	  FLOWER_BASIC_AUTH=$$FLOWER_BASIC_AUTH PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+	  $(VENV)/bin/honcho start -p $(PORT) web worker flower
+
+.PHONY: test
+test: install ## Run the whole test suite (lint, then pytest against real PostgreSQL and Redis)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+.PHONY: lint
+lint: install ## Lint and type-check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy

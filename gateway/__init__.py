@@ -1,0 +1,1 @@
+"""The SCIM gateway: a thin Starlette app that acknowledges writes against PostgreSQL."""

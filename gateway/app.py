@@ -1,0 +1,153 @@
+"""create_app(settings): routes, middleware, exception handlers, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.auth import ScimAuthMiddleware
+from gateway.db import create_engine
+from gateway.scim import discovery, errors, users
+from gateway.settings import Settings
+
+log = logging.getLogger("simpleams.gateway")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the client's X-Request-Id if sane), echo it, log with it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if _REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _scim_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ScimError)
+    return exc.to_response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return errors.NotFound(
+            f"There is no SCIM endpoint at {request.url.path}; the base URL ends in /scim/v2."
+        ).to_response()
+    if exc.status_code == 405:
+        error = errors.MethodNotAllowed(f"{request.method} is not supported on {request.url.path}.")
+        return errors.error_response(error.to_body(), 405, dict(exc.headers or {}))
+    return errors.error_response(
+        {"schemas": [errors.ERROR_SCHEMA], "status": str(exc.status_code), "detail": exc.detail},
+        exc.status_code,
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, OperationalError)
+        and not exc.connection_invalidated
+    ):
+        return await _server_error(request, exc)
+    log.warning(
+        "database unavailable request_id=%s error=%s",
+        getattr(request.state, "request_id", "-"),
+        type(exc).__name__,
+    )
+    error = errors.ServiceUnavailable(headers={"Retry-After": "5"})
+    return error.to_response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", "-")
+    log.error("unhandled error request_id=%s", request_id, exc_info=exc)
+    body = {
+        "schemas": [errors.ERROR_SCHEMA],
+        "status": "500",
+        "detail": f"Internal error; quote request id {request_id} to SimpleAMS support.",
+    }
+    return errors.error_response(body, 500)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness and database reachability for load balancers and docker-compose."""
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (OperationalError, PoolTimeoutError, OSError):
+        return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the gateway.
+
+    :param settings: configuration; read from the environment when omitted.
+    """
+    settings = settings or Settings.from_env()
+    engine = create_engine(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    scim_routes = users.routes + discovery.routes
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Mount(
+                "/scim/v2",
+                routes=scim_routes,
+                middleware=[Middleware(ScimAuthMiddleware, engine=engine, settings=settings)],
+            ),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={
+            errors.ScimError: _scim_error,
+            HTTPException: _http_error,
+            OperationalError: _database_unavailable,
+            DBAPIError: _database_unavailable,
+            PoolTimeoutError: _database_unavailable,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Entry point for uvicorn's --factory."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app()

@@ -1,0 +1,166 @@
+"""Bearer token -> tenant, for everything under /scim/v2.
+
+Tokens look like ``sams_scim_<40 base62 chars><6-char checksum>``: the prefix
+lets secret scanners recognise a leaked one, the checksum lets them tell a
+real token from a lookalike without asking us. We store only SHA-256 of the
+token, look the credential up by that hash, and compare with
+``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.scim import errors
+from gateway.settings import Settings
+from models.tenants import Plan, ScimCredential, Tenant
+
+TOKEN_PREFIX = "sams_scim_"  # noqa: S105 - a public prefix, not a secret
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}[0-9A-Za-z]{{46}}$")
+# last_used_at is written at most this often per credential and process:
+# recording every request would add a write to every IdP call.
+LAST_USED_RESOLUTION_SECONDS = 60.0
+
+
+def generate_token() -> str:
+    body = "".join(secrets.choice(_BASE62) for _ in range(40))
+    return TOKEN_PREFIX + body + _checksum(body)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def display_prefix(token: str) -> str:
+    return token[: len(TOKEN_PREFIX) + 4]
+
+
+def _checksum(body: str) -> str:
+    value = zlib.crc32(body.encode())
+    digits = []
+    for _ in range(6):
+        value, digit = divmod(value, 62)
+        digits.append(_BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def is_well_formed(token: str) -> bool:
+    return bool(_TOKEN_RE.match(token)) and _checksum(token[len(TOKEN_PREFIX) : -6]) == token[-6:]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant, and which credential (for the audit trail)."""
+
+    tenant_id: uuid.UUID
+    tenant_slug: str
+    credential_id: uuid.UUID
+
+
+class ScimAuthMiddleware:
+    """Authenticate every request under /scim/v2 before routing it.
+
+    Shaped like Starlette's AuthenticationMiddleware: an auth failure becomes
+    a SCIM error response here, in one place.
+    """
+
+    def __init__(self, app: ASGIApp, engine: AsyncEngine, settings: Settings) -> None:
+        self.app = app
+        self.engine = engine
+        self.settings = settings
+        self._last_recorded: dict[uuid.UUID, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._authenticate(scope)
+        except errors.ScimError as exc:
+            await exc.to_response()(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Principal:
+        headers = dict(scope["headers"])
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise errors.Unauthorized()
+        if not is_well_formed(token):
+            raise errors.Unauthorized(
+                "The bearer token is not a SimpleAMS SCIM token. Copy it again from "
+                "Settings → Integrations → SCIM 2.0, or generate a new one."
+            )
+        presented = hash_token(token)
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        ScimCredential.id,
+                        ScimCredential.token_hash,
+                        Tenant.id.label("tenant_id"),
+                        Tenant.slug,
+                        Tenant.plan,
+                        Tenant.scim_enabled,
+                    )
+                    .join(Tenant, Tenant.id == ScimCredential.tenant_id)
+                    .where(ScimCredential.token_hash == presented)
+                    .where(ScimCredential.revoked_at.is_(None))
+                )
+            ).first()
+            if (
+                row is None
+                or not hmac.compare_digest(row.token_hash, presented)
+                or not row.scim_enabled
+            ):
+                raise errors.Unauthorized(
+                    "This SCIM token is not valid: it was regenerated or the integration was "
+                    "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
+                )
+            self._check_host(headers, row.slug)
+            if not Plan(row.plan).includes_scim:
+                raise errors.Forbidden(
+                    "SCIM provisioning is a Business-plan integration; this workspace is on the "
+                    f"{Plan(row.plan).value} plan. Upgrade to Business to provision users."
+                )
+            await self._record_use(conn, row.id)
+        return Principal(tenant_id=row.tenant_id, tenant_slug=row.slug, credential_id=row.id)
+
+    def _check_host(self, headers: dict[bytes, bytes], slug: str) -> None:
+        # On a tenant's own host (SLUG.<base domain>) the token must belong to
+        # that tenant; other hosts (localhost, a load balancer) rely on the token.
+        host = headers.get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0].rstrip(".")
+        suffix = "." + self.settings.base_domain
+        if host.endswith(suffix) and host[: -len(suffix)] != slug:
+            raise errors.Unauthorized(
+                "This SCIM token belongs to a different SimpleAMS workspace than the URL; "
+                "check the Base URL / Tenant URL in your IdP."
+            )
+
+    async def _record_use(self, conn: AsyncConnection, credential_id: uuid.UUID) -> None:
+        now = time.monotonic()
+        last = self._last_recorded.get(credential_id)
+        if last is not None and now - last < LAST_USED_RESOLUTION_SECONDS:
+            return
+        self._last_recorded[credential_id] = now
+        await conn.execute(
+            update(ScimCredential)
+            .where(ScimCredential.id == credential_id)
+            .values(last_used_at=func.now())
+        )
+        await conn.commit()

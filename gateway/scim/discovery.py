@@ -1,0 +1,133 @@
+"""Discovery (RFC 7644 §4): what we advertise is exactly what works.
+
+Bulk is not supported yet, password changes never are (SimpleAMS users sign
+in through SSO), so both are advertised as unsupported.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from scim2_models import (
+    AuthenticationScheme,
+    Bulk,
+    ChangePassword,
+    Context,
+    ETag,
+    Filter,
+    Patch,
+    ResourceType,
+    SchemaExtension,
+    ServiceProviderConfig,
+    Sort,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.scim import errors
+from gateway.scim.http import base_url, scim_json
+from gateway.scim.render import list_response
+from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
+from gateway.scim.users import MAX_RESULTS
+
+DOCUMENTATION = "https://simpleams.co.uk/help/scim"
+
+
+@cache
+def _service_provider_config() -> dict[str, Any]:
+    config = ServiceProviderConfig(
+        documentation_uri=DOCUMENTATION,
+        patch=Patch(supported=True),
+        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+        filter=Filter(supported=True, max_results=MAX_RESULTS),
+        change_password=ChangePassword(supported=False),
+        sort=Sort(supported=True),
+        etag=ETag(supported=True),
+        authentication_schemes=[
+            AuthenticationScheme(
+                type=AuthenticationScheme.Type.oauthbearertoken,
+                name="OAuth Bearer Token",
+                description=(
+                    "The bearer token generated in SimpleAMS Settings → Integrations → SCIM 2.0."
+                ),
+                spec_uri="https://www.rfc-editor.org/rfc/rfc6750",
+                documentation_uri=DOCUMENTATION,
+                primary=True,
+            )
+        ],
+    )
+    return config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+
+
+@cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for model in (ScimUser, EnterpriseUser):
+        schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        schemas[schema["id"]] = schema
+    return schemas
+
+
+def _user_resource_type() -> dict[str, Any]:
+    resource_type = ResourceType(
+        id="User",
+        name="User",
+        description="SimpleAMS staff member",
+        endpoint="/Users",
+        schema_=CORE_USER_URN,
+        schema_extensions=[SchemaExtension(schema_=ENTERPRISE_URN, required=False)],
+    )
+    return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+
+
+def _with_meta(resource: dict[str, Any], resource_type: str, location: str) -> dict[str, Any]:
+    return {**resource, "meta": {"resourceType": resource_type, "location": location}}
+
+
+async def service_provider_config(request: Request) -> Response:
+    url = f"{base_url(request)}/ServiceProviderConfig"
+    return scim_json(_with_meta(_service_provider_config(), "ServiceProviderConfig", url))
+
+
+async def resource_types(request: Request) -> Response:
+    resources = [_resource_type(request)]
+    return scim_json(list_response(resources, len(resources), 1))
+
+
+async def resource_type(request: Request) -> Response:
+    if request.path_params["name"] != "User":
+        raise errors.NotFound(
+            f"No resource type {request.path_params['name']!r}; this service serves 'User'."
+        )
+    return scim_json(_resource_type(request))
+
+
+def _resource_type(request: Request) -> dict[str, Any]:
+    return _with_meta(
+        _user_resource_type(), "ResourceType", f"{base_url(request)}/ResourceTypes/User"
+    )
+
+
+async def schemas(request: Request) -> Response:
+    url = base_url(request)
+    resources = [_with_meta(s, "Schema", f"{url}/Schemas/{urn}") for urn, s in _schemas().items()]
+    return scim_json(list_response(resources, len(resources), 1))
+
+
+async def schema(request: Request) -> Response:
+    urn = request.path_params["urn"]
+    found = _schemas().get(urn)
+    if found is None:
+        raise errors.NotFound(f"No schema {urn!r}; see /Schemas for the ones this service uses.")
+    return scim_json(_with_meta(found, "Schema", f"{base_url(request)}/Schemas/{urn}"))
+
+
+routes = [
+    Route("/ServiceProviderConfig", service_provider_config, methods=["GET"]),
+    Route("/ResourceTypes", resource_types, methods=["GET"]),
+    Route("/ResourceTypes/{name}", resource_type, methods=["GET"]),
+    Route("/Schemas", schemas, methods=["GET"]),
+    Route("/Schemas/{urn}", schema, methods=["GET"]),
+]

@@ -1,0 +1,352 @@
+"""RFC 7644 §3.4.2.2 filters -> SQLAlchemy expressions, run by PostgreSQL.
+
+scim2-models parses the filter into an AST and binds each attribute path to
+the User model (type, caseExact, multi-valuedness). This module walks that AST
+and emits SQL; rows are never filtered in Python.
+
+Where an attribute lives:
+
+- ``id``, ``userName``, ``externalId``, ``active``, ``meta.created``,
+  ``meta.lastModified``: indexed columns of ``users``;
+- ``emails eq`` / ``emails.value eq``: the GIN-indexed ``email_values`` array;
+- everything else: the ``attributes`` JSONB document, multi-valued attributes
+  through ``EXISTS (… jsonb_array_elements …)``.
+
+Every leaf is made two-valued (``coalesce(…, false)``) so that ``not`` behaves
+as SCIM expects: ``not (title eq "x")`` matches users without a title, where
+SQL's three-valued NULL would drop them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from scim2_models import SCIMException, ScimFilter
+from scim2_models.path import (
+    AttributeBinding,
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    FilterVisitor,
+    LogicalExpr,
+    LogicalOperator,
+    Not,
+    Present,
+    ValuePath,
+    coerce_value,
+)
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from gateway.scim import errors
+from gateway.scim.schema import CORE_USER_URN, POLICY, ScimUser
+from models.users import User
+
+users = User.__table__.c
+
+# Longer filters are refused before parsing: no IdP sends anything close, and
+# it bounds the CPU a hostile filter can burn.
+MAX_FILTER_LENGTH = 4096
+
+_CORE_PREFIX = CORE_USER_URN + ":"
+
+
+def compile_filter(text: str) -> ColumnElement[bool]:
+    """Parse, validate and compile a filter; raises InvalidFilter with a reason."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise errors.InvalidFilter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+    try:
+        with POLICY:
+            parsed = ScimFilter[ScimUser](text)
+            return _SqlCompiler(parsed).visit(parsed.ast)
+    except SCIMException as exc:
+        raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc.detail}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc}") from None
+
+
+def sort_expression(attribute: str) -> ColumnElement[Any]:
+    """The ORDER BY expression for ``sortBy`` (RFC 7644 §3.4.2.3)."""
+    try:
+        with POLICY:
+            parsed = ScimFilter[ScimUser](f"{attribute} pr")
+            binding = parsed.resolve(AttrPath_of(parsed.ast), strict=True)
+    except (SCIMException, ValueError) as exc:
+        raise errors.InvalidValue(f"Cannot sort by {attribute!r}: {exc}") from None
+    assert binding is not None
+    location = _location(binding)
+    if binding.is_multivalued:
+        # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary (here: first) value.
+        sub = (binding.sub_field_name and _wire(binding, sub=True)) or "value"
+        return func.lower(_json_path(location)[0][sub].astext)
+    expression = _scalar(binding)
+    if _is_string(binding) and not binding.case_exact:
+        return func.lower(expression)
+    return expression
+
+
+def AttrPath_of(node: FilterNode) -> AttrPath:
+    assert isinstance(node, Present)
+    return node.attr_path
+
+
+class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
+    def __init__(
+        self, parsed: ScimFilter[ScimUser], element: Any = None, outer: AttrPath | None = None
+    ):
+        self.parsed = parsed
+        # Inside a value path (emails[...]) attributes are read from one array element.
+        self.element = element
+        self.outer = outer
+
+    def visit_logical_expr(self, node: LogicalExpr) -> ColumnElement[bool]:
+        terms = [self.visit(term) for term in node.terms]
+        return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
+
+    def visit_not(self, node: Not) -> ColumnElement[bool]:
+        return not_(self.visit(node.expr))
+
+    def visit_present(self, node: Present) -> ColumnElement[bool]:
+        binding = self._bind(node.attr_path, comparison=False)
+        if self.element is not None:
+            return _present_json(self.element[_wire(binding, sub=True)])
+        if binding.is_multivalued:
+            location = _json_path(_location(binding))
+            if binding.sub_field_name:
+                return self._any_element(
+                    binding, lambda e: _present_json(e[_wire(binding, sub=True)])
+                )
+            return func.coalesce(func.jsonb_typeof(location) == "array", false()) & (
+                func.jsonb_array_length(func.coalesce(location, cast("[]", JSONB))) > 0
+            )
+        column_ = _column_for(binding)
+        if column_ is not None:
+            return _two_valued(column_.is_not(None))
+        return _present_json(_json_path(_location(binding)))
+
+    def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
+        binding = self._bind(node.attr_path, comparison=True)
+        value = coerce_value(binding, node.value, node.op)
+        if self.element is not None:
+            return _compare(_element_scalar(self.element, binding), binding, node.op, value)
+        if binding.is_multivalued:
+            if (
+                _is_email_value(binding)
+                and node.op is CompareOperator.eq
+                and isinstance(value, str)
+            ):
+                # Index lookup on the GIN array: Entra's `emails eq "x"`.
+                return users.email_values.contains([value.lower()])
+            if node.op is CompareOperator.ne:
+                eq = Comparison(node.attr_path, CompareOperator.eq, node.value)
+                return not_(self.visit_comparison(eq))
+            return self._any_element(
+                binding, lambda e: _compare(_element_scalar(e, binding), binding, node.op, value)
+            )
+        if _is_id(binding) and node.op in (CompareOperator.eq, CompareOperator.ne):
+            return _compare_id(node.op, value)
+        return _compare(_scalar(binding), binding, node.op, value)
+
+    def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        if self.element is not None:
+            raise errors.InvalidFilter("Value paths cannot be nested (RFC 7644 §3.4.2.2).")
+        binding = self._bind(node.attr_path, comparison=False)
+        if not binding.is_multivalued:
+            raise errors.InvalidFilter(
+                f"'{node.attr_path}[...]' needs a multi-valued attribute (RFC 7644 §3.4.2.2)."
+            )
+        elements = (
+            func.jsonb_array_elements(
+                func.coalesce(_json_path(_location(binding)), cast("[]", JSONB))
+            )
+            .table_valued(column("value", JSONB))
+            .alias("element")
+        )
+        inner = _SqlCompiler(self.parsed, element=elements.c.value, outer=node.attr_path)
+        return select(literal(1)).select_from(elements).where(inner.visit(node.val_filter)).exists()
+
+    def _bind(self, attr_path: AttrPath, *, comparison: bool) -> AttributeBinding:
+        if self.outer is not None:
+            if attr_path.sub_attr or attr_path.uri:
+                raise errors.InvalidFilter(
+                    f"Inside '{self.outer}[...]' name sub-attributes only, e.g. 'type'."
+                )
+            attr_path = AttrPath(attr=self.outer.attr, sub_attr=attr_path.attr, uri=self.outer.uri)
+        resolve = self.parsed.resolve_comparison if comparison else self.parsed.resolve
+        binding = resolve(attr_path, strict=True)
+        assert binding is not None
+        return binding
+
+    def _any_element(self, binding: AttributeBinding, condition: Any) -> ColumnElement[bool]:
+        elements = (
+            func.jsonb_array_elements(
+                func.coalesce(_json_path(_location(binding)), cast("[]", JSONB))
+            )
+            .table_valued(column("value", JSONB))
+            .alias("element")
+        )
+        return select(literal(1)).select_from(elements).where(condition(elements.c.value)).exists()
+
+
+# --- where attributes live ---------------------------------------------------
+
+
+def _location(binding: AttributeBinding) -> list[str]:
+    """JSON keys from the document root to the head attribute (no sub-attribute)."""
+    urn = binding.urn
+    if urn.lower().startswith(_CORE_PREFIX.lower()):
+        head = urn[len(_CORE_PREFIX) :].split(".", 1)[0]
+        return [head]
+    schema, _, attr = urn.rpartition(":")
+    return [schema, attr.split(".", 1)[0]]
+
+
+def _wire(binding: AttributeBinding, *, sub: bool = False) -> str:
+    """The wire name of the sub-attribute (``sub=True``) or the head attribute."""
+    dotted = binding.urn.rpartition(":")[2]
+    head, _, tail = dotted.partition(".")
+    return tail if sub else head
+
+
+def _json_path(keys: list[str]) -> Any:
+    expression: Any = users.attributes
+    for key in keys:
+        expression = expression[key]
+    return expression
+
+
+def _column_for(binding: AttributeBinding) -> Any:
+    if not binding.urn.lower().startswith(_CORE_PREFIX.lower()):
+        return None
+    dotted = binding.urn[len(_CORE_PREFIX) :].lower()
+    return {
+        "id": cast(users.scim_id, String),
+        "username": users.user_name,
+        "externalid": users.external_id,
+        "active": users.active,
+        "meta.created": users.created_at,
+        "meta.lastmodified": users.updated_at,
+        "meta.resourcetype": literal("User"),
+    }.get(dotted)
+
+
+def _scalar(binding: AttributeBinding) -> Any:
+    column_ = _column_for(binding)
+    if column_ is not None:
+        return column_
+    if binding.urn.lower().startswith((_CORE_PREFIX + "meta").lower()):
+        raise errors.InvalidFilter(f"'{binding.urn}' cannot be used in a filter.")
+    keys = _location(binding)
+    if binding.sub_field_name:
+        keys = [*keys, _wire(binding, sub=True)]
+    return _typed(_json_path(keys[:-1])[keys[-1]], binding)
+
+
+def _element_scalar(element: Any, binding: AttributeBinding) -> Any:
+    return _typed(element[_wire(binding, sub=True) or "value"], binding)
+
+
+def _typed(json_value: Any, binding: AttributeBinding) -> Any:
+    """A JSONB value as a comparable SQL value: booleans as jsonb, the rest as text."""
+    if binding.target_type is bool:
+        return json_value
+    return json_value.astext
+
+
+def _is_string(binding: AttributeBinding) -> bool:
+    return binding.target_type is str or (
+        isinstance(binding.target_type, type) and issubclass(binding.target_type, str)
+    )
+
+
+def _is_id(binding: AttributeBinding) -> bool:
+    return binding.urn.lower() == f"{_CORE_PREFIX}id".lower()
+
+
+def _compare_id(op: CompareOperator, value: Any) -> ColumnElement[bool]:
+    """``id eq`` as a primary-key lookup; a value that is not one of our ids matches nothing."""
+    try:
+        scim_id: uuid.UUID | None = uuid.UUID(str(value))
+    except ValueError:
+        scim_id = None
+    if op is CompareOperator.eq:
+        return users.scim_id == scim_id if scim_id else false()
+    return users.scim_id != scim_id if scim_id else true()
+
+
+def _is_email_value(binding: AttributeBinding) -> bool:
+    return binding.urn.lower() == f"{_CORE_PREFIX}emails.value".lower()
+
+
+def _present_json(value: Any) -> ColumnElement[bool]:
+    return _two_valued(
+        value.is_not(None)
+        & (func.jsonb_typeof(value) != "null")
+        & (value.not_in([cast('""', JSONB), cast("[]", JSONB), cast("{}", JSONB)]))
+    )
+
+
+def _two_valued(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return func.coalesce(condition, false())
+
+
+def _like_escape(value: str) -> str:
+    # LIKE metacharacters in an IdP's value are literals (DEPENDENCIES.md).
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _compare(
+    left: Any, binding: AttributeBinding, op: CompareOperator, value: Any
+) -> ColumnElement[bool]:
+    if binding.target_type is bool:
+        if op not in (CompareOperator.eq, CompareOperator.ne):
+            raise errors.InvalidFilter(f"'{op.value}' cannot compare the boolean '{binding.urn}'.")
+        if isinstance(value, bool) and not isinstance(left.type, JSONB):
+            right: Any = true() if value else false()
+        else:
+            right = cast("true" if value else "false", JSONB)
+        if op is CompareOperator.eq:
+            return _two_valued(left == right)
+        return left.is_distinct_from(right)
+    if value is None:
+        return _two_valued(left.is_(None) if op is CompareOperator.eq else left.is_not(None))
+    if isinstance(value, datetime):
+        right = literal(value)
+    else:
+        if isinstance(value, bool | int | float) and _is_string(binding):
+            raise errors.InvalidFilter(f"'{binding.urn}' is a string; quote the value.")
+        right = literal(str(value) if not isinstance(value, str) else value)
+    if _is_string(binding) and not binding.case_exact:
+        left, right = func.lower(left), func.lower(right)
+    if op in (CompareOperator.co, CompareOperator.sw, CompareOperator.ew):
+        if not isinstance(value, str):
+            raise errors.InvalidFilter(f"'{op.value}' needs a string value.")
+        escaped = _like_escape(value.lower() if not binding.case_exact else value)
+        pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op.value]
+        return _two_valued(left.like(literal(pattern), escape="\\"))
+    comparisons = {
+        CompareOperator.eq: lambda: left == right,
+        CompareOperator.gt: lambda: left > right,
+        CompareOperator.ge: lambda: left >= right,
+        CompareOperator.lt: lambda: left < right,
+        CompareOperator.le: lambda: left <= right,
+    }
+    if op is CompareOperator.ne:
+        return left.is_distinct_from(right)
+    return _two_valued(comparisons[op]())

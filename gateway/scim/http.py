@@ -1,0 +1,114 @@
+"""HTTP plumbing shared by the SCIM endpoints: bodies in, SCIM JSON out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.auth import Principal
+from gateway.scim import errors
+from gateway.scim.errors import SCIM_MEDIA_TYPE
+from gateway.scim.render import etag
+from gateway.scim.store import Actor
+from gateway.settings import Settings
+
+_JSON_MEDIA_TYPES = {"application/scim+json", "application/json"}
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, with the SCIM errors a client can act on."""
+    settings: Settings = request.app.state.settings
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_MEDIA_TYPES:
+        raise errors.UnsupportedMediaType(
+            f"Send the body as application/scim+json (got {media_type or 'no Content-Type'})."
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise _too_large(settings)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > settings.max_body_bytes:
+            raise _too_large(settings)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidSyntax(f"The request body is not valid JSON: {exc}.") from None
+
+
+def _too_large(settings: Settings) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"The request body is larger than {settings.max_body_bytes} bytes."
+    )
+
+
+def scim_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data), status_code=status, headers=headers, media_type=SCIM_MEDIA_TYPE
+    )
+
+
+def principal(request: Request) -> Principal:
+    found: Principal = request.state.principal
+    return found
+
+
+def base_url(request: Request) -> str:
+    """The /scim/v2 URL the client used, for meta.location and Location headers."""
+    settings: Settings = request.app.state.settings
+    host = request.headers.get("host", "localhost")
+    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
+    if host.split(":", 1)[0].endswith("." + settings.base_domain):
+        scheme = settings.public_scheme
+    return f"{scheme}://{host}/scim/v2"
+
+
+def idp_of(user_agent: str | None) -> str:
+    """Name the IdP from its User-Agent, for the audit trail and the staff list's source."""
+    agent = (user_agent or "").lower()
+    if "okta" in agent:
+        return "okta"
+    if any(mark in agent for mark in ("microsoft", "azure", "aad", "entra")):
+        return "entra"
+    return "scim"
+
+
+def actor(request: Request) -> Actor:
+    who = principal(request)
+    user_agent = request.headers.get("user-agent")
+    return Actor(
+        tenant_id=who.tenant_id,
+        credential_id=who.credential_id,
+        idp=idp_of(user_agent),
+        user_agent=user_agent[:512] if user_agent else None,
+        request_id=request.state.request_id,
+    )
+
+
+def check_if_match(request: Request, version: int) -> None:
+    """RFC 7644 §3.14: honour If-Match on PUT, PATCH and DELETE."""
+    wanted = request.headers.get("if-match")
+    if wanted is None:
+        return
+    current = etag(version)
+    candidates = [tag.strip() for tag in wanted.split(",")]
+    # Weak comparison (RFC 9110 §8.8.3.2): W/"3" matches "3" and W/"3".
+    normalised = {tag.removeprefix("W/") for tag in candidates}
+    if "*" in candidates or current.removeprefix("W/") in normalised:
+        return
+    raise errors.PreconditionFailed()
+
+
+def int_param(raw: Any, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise errors.InvalidValue(f"'{name}' must be an integer.")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise errors.InvalidValue(f"'{name}' must be an integer, got {raw!r}.") from None

@@ -1,0 +1,346 @@
+"""Request bodies in, typed SCIM users out: all input validation and IdP quirks.
+
+scim2-models does the RFC 7643 validation; this module wraps it so that the
+rest of the gateway never sees a raw body. What we tolerate beyond the strict
+RFC reading, and why:
+
+- Unknown attributes (an admin's custom Okta/Entra mapping such as
+  ``mailNickname``) are dropped and reported, never rejected: a 400 there would
+  stop the customer's whole provisioning job.
+- Entra sends booleans as strings ("True"/"False") and ``op`` capitalised;
+  scim2-models coerces both.
+- Entra sends the enterprise ``manager`` as a plain string (the manager's id);
+  we wrap it as ``{"value": ...}``.
+- Entra replaces ``emails[type eq "work"].value`` on a user who has no work
+  email yet, expecting it to be added (``unmatched_path_filter=create``), and
+  removes members with a ``value`` (``remove_value_as_filter=apply``).
+- ``password`` is never stored: SimpleAMS users sign in through SAML SSO.
+"""
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, Field, ValidationError
+from scim2_models import (
+    URN,
+    CaseExact,
+    ComplexAttribute,
+    Context,
+    Extension,
+    Mutability,
+    PatchOp,
+    Reference,
+    Required,
+    SCIMException,
+    ScimPolicy,
+)
+from scim2_models import Email as CoreEmail
+from scim2_models import User as CoreUser
+
+from gateway.scim import errors
+
+ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+CORE_USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+class Manager(ComplexAttribute):
+    # RFC 7643 §4.3 describes $ref, but neither Okta nor Entra sends one: both
+    # send only the manager's id, so $ref is optional here (scim2-models
+    # requires it). "User" is the name of the referenced resource type, as a
+    # string on purpose (this module avoids postponed annotations: pydantic
+    # would resolve it to our User class).
+    value: Annotated[str | None, CaseExact.true] = None
+    ref: Annotated[Reference["User"] | None, Required.false] = Field(  # type: ignore[type-arg]
+        None, serialization_alias="$ref", validation_alias="$ref"
+    )
+    display_name: Annotated[str | None, Mutability.read_only] = None
+
+
+class EnterpriseUser(Extension):
+    __schema__ = URN(ENTERPRISE_URN)
+
+    employee_number: str | None = None
+    cost_center: str | None = None
+    organization: str | None = None
+    division: str | None = None
+    department: str | None = None
+    manager: Manager | None = None
+
+
+def _address_like(value: str | None) -> str | None:
+    if value is not None and (value.count("@") < 1 or any(ch.isspace() for ch in value)):
+        raise ValueError("an email address looks like name@domain")
+    return value
+
+
+class Email(CoreEmail):
+    # pydantic's EmailStr refuses special-use domains such as `corp.local`,
+    # which AD-backed directories synced to Entra really use; a 400 would stop
+    # the customer's whole provisioning job. RFC 7643 §2.4 leaves
+    # canonicalisation to the service provider.
+    value: Annotated[str | None, AfterValidator(_address_like)] = None
+
+
+class User(CoreUser):  # type: ignore[type-arg]
+    emails: list[Email] | None = None
+    Emails: ClassVar[type[ComplexAttribute]] = Email
+
+
+ScimUser = User[EnterpriseUser]
+
+POLICY = ScimPolicy(
+    unknown=ScimPolicy.Unknown.ignore,
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
+
+# Read-only on input (RFC 7643 §3.1, §4.1.2): ignored, as RFC 7644 §3.3 allows.
+_IGNORED_ON_INPUT = ("id", "meta", "groups")
+
+
+@dataclass
+class UserInput:
+    """A validated user, ready to store.
+
+    :param document: the SCIM representation we store (wire names, no id/meta).
+    :param ignored_attributes: attribute names the client sent that we do not model.
+    """
+
+    document: dict[str, Any]
+    ignored_attributes: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.document.get("active", True))
+
+
+def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
+    """Validate a POST (``replacing=False``) or PUT body."""
+    if not isinstance(body, dict):
+        raise errors.InvalidSyntax("The request body must be a JSON object describing a User.")
+    body = {k: v for k, v in body.items() if k not in _IGNORED_ON_INPUT}
+    _normalise_manager(body)
+    # Okta and some clients omit "schemas"; the endpoint already says it is a User.
+    body.setdefault("schemas", [CORE_USER_URN])
+    context = (
+        Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
+    )
+    try:
+        with POLICY:
+            user = ScimUser.model_validate(body, scim_ctx=context)
+    except ValidationError as exc:
+        raise translate_validation_error(exc) from None
+    except SCIMException as exc:
+        raise translate_scim_exception(exc) from None
+    return _to_input(user)
+
+
+def parse_patch(body: Any) -> PatchOp[ScimUser]:
+    """Validate a PATCH body (RFC 7644 §3.5.2) into a PatchOp bound to our User."""
+    if not isinstance(body, dict):
+        raise errors.InvalidSyntax("The PATCH body must be a JSON object with 'Operations'.")
+    operations = body.get("Operations", body.get("operations"))
+    if not isinstance(operations, list) or not operations:
+        raise errors.InvalidSyntax(
+            "A PATCH body needs a non-empty 'Operations' list (RFC 7644 §3.5.2)."
+        )
+    cleaned = []
+    for operation in operations:
+        if not isinstance(operation, dict):
+            raise errors.InvalidSyntax("Each PATCH operation must be a JSON object.")
+        # Entra adds keys such as "name" to operations; only these three mean anything.
+        op = {k: operation[k] for k in ("op", "path", "value") if k in operation}
+        _normalise_patch_value(op)
+        cleaned.append(op)
+    try:
+        with POLICY:
+            return PatchOp[ScimUser].model_validate(
+                {"schemas": [PATCH_OP_URN], "Operations": cleaned},
+                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+            )
+    except ValidationError as exc:
+        raise translate_validation_error(exc) from None
+    except SCIMException as exc:
+        raise translate_scim_exception(exc) from None
+
+
+def load_stored(document: dict[str, Any]) -> ScimUser:
+    """Rebuild the model of a stored document (for PATCH and projections)."""
+    with POLICY:
+        return ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
+
+
+def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput:
+    """Apply a PATCH to one version of a user, atomically (all operations or none)."""
+    user = load_stored(document)
+    try:
+        with POLICY:
+            patch.patch(user)
+    except ValidationError as exc:
+        raise translate_validation_error(exc) from None
+    except SCIMException as exc:
+        raise translate_scim_exception(exc) from None
+    ignored = sorted({*user.unknown_attributes, *_operation_unknowns(patch)})
+    result = _to_input(user)
+    result.ignored_attributes = sorted({*result.ignored_attributes, *ignored})
+    return result
+
+
+def _to_input(user: ScimUser) -> UserInput:
+    ignored = _unknown_attribute_names(user)
+    if user.password is not None:
+        ignored.append("password")
+        user.password = None
+    if not (user.user_name or "").strip():
+        raise errors.InvalidValue("'userName' is required and cannot be empty (RFC 7643 §4.1.1).")
+    document = user.model_dump(scim_ctx=Context.DEFAULT, exclude={"id", "meta", "groups"})
+    return UserInput(document=document, ignored_attributes=sorted(set(ignored)))
+
+
+def _unknown_attribute_names(user: ScimUser) -> list[str]:
+    names = list(user.unknown_attributes)
+    for attr in ("name",):
+        sub = getattr(user, attr)
+        if sub is not None:
+            names += [f"{attr}.{key}" for key in sub.unknown_attributes]
+    ext = user[EnterpriseUser]
+    if ext is not None:
+        names += [f"{ENTERPRISE_URN}:{key}" for key in ext.unknown_attributes]
+    return names
+
+
+def _known_names() -> frozenset[str]:
+    core = {(f.serialization_alias or name).lower() for name, f in ScimUser.model_fields.items()}
+    core |= {_camel(name).lower() for name in ScimUser.model_fields}
+    enterprise = {_camel(name).lower() for name in EnterpriseUser.model_fields}
+    return frozenset(
+        core | {ENTERPRISE_URN.lower()} | {f"{ENTERPRISE_URN}:{n}".lower() for n in enterprise}
+    )
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _head_attribute(path: str) -> str:
+    """The attribute a PATCH path starts with, lowercased.
+
+    ``urn:…:User:manager.value`` -> ``urn:…:user:manager``; ``emails[type eq "w"]`` -> ``emails``.
+    """
+    path = path.split("[", 1)[0]
+    lowered = path.lower()
+    for urn in (CORE_USER_URN.lower() + ":", ""):
+        if urn and lowered.startswith(urn):
+            lowered = lowered[len(urn) :]
+    if lowered.startswith(ENTERPRISE_URN.lower() + ":"):
+        rest = lowered[len(ENTERPRISE_URN) + 1 :]
+        return f"{ENTERPRISE_URN.lower()}:{rest.split('.', 1)[0]}"
+    return lowered.split(".", 1)[0]
+
+
+def _operation_unknowns(patch: PatchOp[ScimUser]) -> list[str]:
+    """Attribute names a PATCH touched that we do not model (ignored, and noted)."""
+    known = _KNOWN_NAMES
+    unknown: list[str] = []
+    for operation in patch.operations or []:
+        if operation.path is not None:
+            if _head_attribute(str(operation.path)) not in known:
+                unknown.append(str(operation.path))
+        elif isinstance(operation.value, dict):
+            unknown += [k for k in operation.value if _head_attribute(k) not in known]
+    return unknown
+
+
+def _normalise_manager(body: dict[str, Any]) -> None:
+    # Entra may send the enterprise manager as a plain string (the manager's id).
+    extension = body.get(ENTERPRISE_URN)
+    if isinstance(extension, dict) and isinstance(extension.get("manager"), str):
+        extension["manager"] = {"value": extension["manager"]}
+
+
+def _normalise_patch_value(op: dict[str, Any]) -> None:
+    value = op.get("value")
+    path = op.get("path")
+    if isinstance(path, str) and path.lower() == f"{ENTERPRISE_URN}:manager".lower():
+        # Entra: {"op": "Add", "path": "...:manager", "value": "<manager id>"}
+        if isinstance(value, str):
+            op["value"] = {"value": value}
+    elif isinstance(value, dict):
+        manager_key = next(
+            (k for k in value if k.lower() == f"{ENTERPRISE_URN}:manager".lower()), None
+        )
+        if manager_key and isinstance(value[manager_key], str):
+            value[manager_key] = {"value": value[manager_key]}
+        _normalise_manager(value)
+
+
+def translate_validation_error(exc: ValidationError) -> errors.ScimError:
+    """Turn a pydantic error from scim2-models into our SCIM error, naming the attribute."""
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first.get("loc", ()) if part != "Operations")
+    context = first.get("ctx") or {}
+    scim_type = context.get("scim_type") if first["type"].startswith("scim_") else None
+    message = str(first.get("msg", "is not valid"))
+    detail = f"'{location}': {message}" if location else message
+    return _error_for(scim_type, detail)
+
+
+def translate_scim_exception(exc: SCIMException) -> errors.ScimError:
+    return _error_for(exc.scim_type or None, exc.detail, status=exc.status)
+
+
+_BY_SCIM_TYPE: dict[str, type[errors.ScimError]] = {
+    "invalidFilter": errors.InvalidFilter,
+    "tooMany": errors.TooMany,
+    "uniqueness": errors.Uniqueness,
+    "mutability": errors.Mutability,
+    "invalidSyntax": errors.InvalidSyntax,
+    "invalidPath": errors.InvalidPath,
+    "noTarget": errors.NoTarget,
+    "invalidValue": errors.InvalidValue,
+    "invalidVers": errors.InvalidVersion,
+}
+
+
+def _error_for(scim_type: str | None, detail: str, status: int | None = None) -> errors.ScimError:
+    cls = _BY_SCIM_TYPE.get(scim_type or "", errors.InvalidValue)
+    if status == 404:
+        cls = errors.NotFound
+    return cls(detail)
+
+
+def primary_email(document: dict[str, Any]) -> str | None:
+    """The email that is SimpleAMS's primary key: the primary one, else work, else the first."""
+    emails = [e for e in document.get("emails") or [] if isinstance(e, dict) and e.get("value")]
+    for chosen in (
+        next((e for e in emails if e.get("primary")), None),
+        next((e for e in emails if str(e.get("type", "")).lower() == "work"), None),
+        emails[0] if emails else None,
+    ):
+        if chosen is not None:
+            return str(chosen["value"])
+    return None
+
+
+def indexed_columns(document: dict[str, Any]) -> dict[str, Any]:
+    """The users-table columns derived from a SCIM document (see models/users.py)."""
+    name = document.get("name") or {}
+    enterprise = document.get(ENTERPRISE_URN) or {}
+    emails = [str(e["value"]).lower() for e in document.get("emails") or [] if e.get("value")]
+    return {
+        "user_name": document["userName"],
+        "external_id": document.get("externalId"),
+        "email": primary_email(document),
+        "email_values": sorted(set(emails)),
+        "display_name": document.get("displayName"),
+        "given_name": name.get("givenName"),
+        "family_name": name.get("familyName"),
+        "department": enterprise.get("department"),
+        "title": document.get("title"),
+        "active": bool(document.get("active", True)),
+    }
+
+
+_KNOWN_NAMES = _known_names()

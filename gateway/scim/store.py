@@ -1,0 +1,312 @@
+"""Users-table reads and writes for the SCIM endpoints (SQLAlchemy Core).
+
+Every function takes the request's connection and never commits: the
+endpoint owns the transaction, so the user row and its provisioning event
+always commit together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.scim import errors
+from gateway.scim.schema import UserInput, indexed_columns
+from models.outbox import EventKind, emit
+from models.users import User
+
+users = User.__table__
+c = users.c
+
+_COLUMNS = (
+    c.id,
+    c.scim_id,
+    c.attributes,
+    c.version,
+    c.created_at,
+    c.updated_at,
+    c.active,
+    c.deleted_at,
+    c.user_name,
+    c.email,
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change, recorded on its provisioning event."""
+
+    tenant_id: uuid.UUID
+    credential_id: uuid.UUID | None
+    idp: str
+    user_agent: str | None
+    request_id: str | None
+
+
+def parse_scim_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def get_live(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    scim_id: uuid.UUID | None,
+    *,
+    for_update: bool = False,
+) -> Row[Any]:
+    """A user the IdP can see (not deleted by it), or NotFound."""
+    if scim_id is None:
+        raise errors.NotFound(_not_found_detail())
+    query = select(*_COLUMNS).where(
+        c.tenant_id == tenant_id, c.scim_id == scim_id, c.deleted_at.is_(None)
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise errors.NotFound(_not_found_detail())
+    return row
+
+
+def _not_found_detail() -> str:
+    return "No user with this id exists in this SimpleAMS workspace (it may have been deleted)."
+
+
+async def search(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    condition: ColumnElement[bool] | None,
+    order_by: list[ColumnElement[Any]],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[Row[Any]]]:
+    where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
+    if condition is not None:
+        where.append(condition)
+    total = (await conn.execute(select(func.count()).select_from(users).where(*where))).scalar_one()
+    if limit == 0 or offset >= total:
+        return total, []
+    rows = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .where(*where)
+            .order_by(*order_by, c.created_at, c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    return total, list(rows)
+
+
+async def create(
+    conn: AsyncConnection, actor: Actor, data: UserInput, source: str
+) -> tuple[Row[Any], bool]:
+    """Create a user, restore a re-hired one, or recognise a retried create.
+
+    Returns the row and whether anything was written. See the README,
+    "Creating a user who already exists", for the rules.
+    """
+    columns = indexed_columns(data.document)
+    candidates = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .where(c.tenant_id == actor.tenant_id)
+            .where(
+                or_(
+                    func.lower(c.user_name) == columns["user_name"].lower(),
+                    func.lower(c.email) == (columns["email"] or "").lower(),
+                )
+            )
+            .with_for_update()
+        )
+    ).all()
+    live = [row for row in candidates if row.deleted_at is None]
+    if live:
+        existing = live[0]
+        if len(candidates) == 1 and existing.attributes == data.document:
+            # The same create again (the IdP's first POST committed but its
+            # answer was lost): answer as if it were the first, change nothing.
+            return existing, False
+        raise errors.Uniqueness(_conflict_detail(existing, columns))
+    if len(candidates) > 1:
+        raise errors.Uniqueness(
+            "This userName and this email belong to two different users deleted earlier by "
+            "the IdP; SimpleAMS cannot tell which person is being re-hired. Contact support."
+        )
+    if candidates:
+        return await _restore(conn, actor, candidates[0], data, columns), True
+    values = {
+        **columns,
+        "tenant_id": actor.tenant_id,
+        "scim_id": uuid.uuid4(),
+        "id": uuid.uuid4(),
+        "attributes": data.document,
+        "source": source,
+    }
+    row = await _write(conn, insert(users).values(**values).returning(*_COLUMNS))
+    await _emit(conn, actor, row.id, EventKind.user_created, diff({}, data.document), data)
+    return row, True
+
+
+async def _restore(
+    conn: AsyncConnection,
+    actor: Actor,
+    previous: Row[Any],
+    data: UserInput,
+    columns: dict[str, Any],
+) -> Row[Any]:
+    # Re-hire: same staff record (history and audit trail kept), new SCIM
+    # resource id, so the old id keeps answering 404 (RFC 7644 §3.6).
+    row = await _write(
+        conn,
+        update(users)
+        .where(c.id == previous.id)
+        .values(
+            **columns,
+            scim_id=uuid.uuid4(),
+            deleted_at=None,
+            attributes=data.document,
+            version=c.version + 1,
+            updated_at=func.now(),
+        )
+        .returning(*_COLUMNS),
+    )
+    await _emit(
+        conn, actor, row.id, EventKind.user_restored, diff(previous.attributes, data.document), data
+    )
+    return row
+
+
+async def replace(
+    conn: AsyncConnection, actor: Actor, current: Row[Any], data: UserInput
+) -> Row[Any]:
+    """Store a new version of a user (PUT, or PATCH after applying it)."""
+    changes = diff(current.attributes, data.document)
+    if not changes:
+        # Okta re-sends unchanged users; a no-op must not bump the version or
+        # fan out side effects.
+        return current
+    row = await _write(
+        conn,
+        update(users)
+        .where(c.id == current.id)
+        .values(
+            **indexed_columns(data.document),
+            attributes=data.document,
+            version=c.version + 1,
+            updated_at=func.now(),
+        )
+        .returning(*_COLUMNS),
+    )
+    kind = EventKind.user_updated
+    if current.active and not row.active:
+        kind = EventKind.user_deactivated
+    elif not current.active and row.active:
+        kind = EventKind.user_reactivated
+    await _emit(conn, actor, row.id, kind, changes, data)
+    return row
+
+
+async def mark_deleted(conn: AsyncConnection, actor: Actor, current: Row[Any]) -> None:
+    """A DELETE from the IdP: deactivate and hide from SCIM; never remove the row."""
+    await conn.execute(
+        update(users)
+        .where(c.id == current.id)
+        .values(
+            deleted_at=func.now(),
+            active=False,
+            version=c.version + 1,
+            updated_at=func.now(),
+        )
+    )
+    changes = {"active": [current.active, False]} if current.active else {}
+    await _emit(conn, actor, current.id, EventKind.user_deleted, changes, None)
+
+
+async def _write(conn: AsyncConnection, statement: Any) -> Row[Any]:
+    # A concurrent create of the same person passes the candidate lookup in
+    # both transactions; the unique index stops the second. Translate it here,
+    # at the boundary, into the 409 the IdP understands. The savepoint keeps
+    # the request's transaction usable for rendering the error.
+    try:
+        async with conn.begin_nested():
+            return (await conn.execute(statement)).one()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        if "email" in constraint:
+            raise errors.Uniqueness(
+                "Another user in this workspace already has this email address (emails are "
+                "unique, case-insensitively)."
+            ) from None
+        if "username" in constraint:
+            raise errors.Uniqueness(
+                "Another user in this workspace already has this userName (userNames are "
+                "unique, case-insensitively)."
+            ) from None
+        raise
+
+
+def _conflict_detail(existing: Row[Any], columns: dict[str, Any]) -> str:
+    if existing.user_name.lower() == columns["user_name"].lower():
+        return (
+            f"A user with userName {columns['user_name']!r} already exists in this workspace "
+            "(userName is unique, case-insensitively). Link the existing user instead of "
+            "creating one."
+        )
+    return (
+        f"A user with the email {columns['email']!r} already exists in this workspace (email is "
+        "SimpleAMS's primary key). Link the existing user instead of creating one."
+    )
+
+
+async def _emit(
+    conn: AsyncConnection,
+    actor: Actor,
+    user_id: uuid.UUID,
+    kind: EventKind,
+    changes: dict[str, Any],
+    data: UserInput | None,
+) -> None:
+    await conn.execute(
+        emit(
+            tenant_id=actor.tenant_id,
+            user_id=user_id,
+            kind=kind,
+            changes=changes,
+            actor_idp=actor.idp,
+            actor_credential_id=actor.credential_id,
+            actor_user_agent=actor.user_agent,
+            request_id=actor.request_id,
+            ignored_attributes=data.ignored_attributes if data else None,
+        )
+    )
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """What changed, attribute by attribute: ``{"name.givenName": [old, new]}``.
+
+    Complex attributes (name, the enterprise extension) are compared one level
+    down so the audit log says which part changed; lists compare whole.
+    """
+    changes: dict[str, list[Any]] = {}
+    for key in sorted(set(before) | set(after)):
+        if key == "schemas":
+            continue
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) or isinstance(new, dict):
+            old_dict, new_dict = old or {}, new or {}
+            separator = ":" if key.startswith("urn:") else "."
+            for sub in sorted(set(old_dict) | set(new_dict)):
+                if old_dict.get(sub) != new_dict.get(sub):
+                    changes[f"{key}{separator}{sub}"] = [old_dict.get(sub), new_dict.get(sub)]
+        elif old != new:
+            changes[key] = [old, new]
+    return changes

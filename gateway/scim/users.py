@@ -1,0 +1,182 @@
+"""/Users endpoints (RFC 7644 §3): orchestrate only.
+
+auth (middleware) -> schema (validate) -> one transaction in store -> render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.scim import errors, store
+from gateway.scim.filters import compile_filter, sort_expression
+from gateway.scim.http import (
+    actor,
+    base_url,
+    check_if_match,
+    idp_of,
+    int_param,
+    principal,
+    read_json,
+    scim_json,
+)
+from gateway.scim.render import etag, list_response, parse_projection, project, render_user
+from gateway.scim.schema import apply_patch, parse_patch, parse_user
+
+# RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
+MAX_RESULTS = 1000
+DEFAULT_COUNT = 100
+SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def _single(row: Any, request: Request, status: int = 200, location: bool = False) -> Response:
+    resource = render_user(row, base_url(request))
+    headers = {"ETag": etag(row.version)}
+    if location:
+        headers["Location"] = resource["meta"]["location"]
+    projection = parse_projection(
+        request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
+    )
+    return scim_json(project(resource, projection), status, headers)
+
+
+async def list_users(request: Request) -> Response:
+    params = request.query_params
+    return await _query(
+        request,
+        filter_text=params.get("filter"),
+        start_index=params.get("startIndex"),
+        count=params.get("count"),
+        sort_by=params.get("sortBy"),
+        sort_order=params.get("sortOrder"),
+        attributes=params.get("attributes"),
+        excluded=params.get("excludedAttributes"),
+    )
+
+
+async def search_users(request: Request) -> Response:
+    """POST /Users/.search (RFC 7644 §3.4.3)."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
+    filter_text = body.get("filter")
+    if filter_text is not None and not isinstance(filter_text, str):
+        raise errors.InvalidFilter("'filter' must be a string.")
+    return await _query(
+        request,
+        filter_text=filter_text,
+        start_index=body.get("startIndex"),
+        count=body.get("count"),
+        sort_by=body.get("sortBy"),
+        sort_order=body.get("sortOrder"),
+        attributes=body.get("attributes"),
+        excluded=body.get("excludedAttributes"),
+    )
+
+
+async def _query(
+    request: Request,
+    *,
+    filter_text: str | None,
+    start_index: Any,
+    count: Any,
+    sort_by: Any,
+    sort_order: Any,
+    attributes: Any,
+    excluded: Any,
+) -> Response:
+    # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0.
+    first = max(1, int_param(start_index, "startIndex", 1))
+    limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
+    condition: ColumnElement[bool] | None = compile_filter(filter_text) if filter_text else None
+    order_by: list[ColumnElement[Any]] = []
+    if sort_by:
+        if not isinstance(sort_by, str):
+            raise errors.InvalidValue("'sortBy' must be an attribute name.")
+        expression = sort_expression(sort_by)
+        descending = str(sort_order or "ascending").lower() == "descending"
+        if str(sort_order or "ascending").lower() not in ("ascending", "descending"):
+            raise errors.InvalidValue("'sortOrder' must be 'ascending' or 'descending'.")
+        order_by.append(
+            expression.desc().nulls_last() if descending else expression.asc().nulls_last()
+        )
+    projection = parse_projection(attributes, excluded)
+    async with _engine(request).connect() as conn:
+        total, rows = await store.search(
+            conn, principal(request).tenant_id, condition, order_by, first - 1, limit
+        )
+    url = base_url(request)
+    resources = [project(render_user(row, url), projection) for row in rows]
+    return scim_json(list_response(resources, total, first))
+
+
+async def create_user(request: Request) -> Response:
+    data = parse_user(await read_json(request))
+    who = actor(request)
+    async with _engine(request).begin() as conn:
+        row, _written = await store.create(conn, who, data, source=idp_of(who.user_agent))
+    return _single(row, request, status=201, location=True)
+
+
+async def get_user(request: Request) -> Response:
+    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    async with _engine(request).connect() as conn:
+        row = await store.get_live(conn, principal(request).tenant_id, scim_id)
+    return _single(row, request)
+
+
+async def replace_user(request: Request) -> Response:
+    data = parse_user(await read_json(request), replacing=True)
+    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    who = actor(request)
+    async with _engine(request).begin() as conn:
+        current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
+        check_if_match(request, current.version)
+        row = await store.replace(conn, who, current, data)
+    return _single(row, request)
+
+
+async def patch_user(request: Request) -> Response:
+    patch = parse_patch(await read_json(request))
+    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    who = actor(request)
+    async with _engine(request).begin() as conn:
+        current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
+        check_if_match(request, current.version)
+        data = apply_patch(current.attributes, patch)
+        row = await store.replace(conn, who, current, data)
+    # RFC 7644 §3.5.2 allows 204, but Okta, Entra and checkers handle 200 with the resource best.
+    return _single(row, request)
+
+
+async def delete_user(request: Request) -> Response:
+    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    who = actor(request)
+    async with _engine(request).begin() as conn:
+        current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
+        check_if_match(request, current.version)
+        await store.mark_deleted(conn, who, current)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/Users", list_users, methods=["GET"]),
+    Route("/Users", create_user, methods=["POST"]),
+    Route("/Users/.search", search_users, methods=["POST"]),
+    # RFC 7644 §3.4.3: a search at the root covers every resource type; Users is the only one.
+    Route("/.search", search_users, methods=["POST"]),
+    Route("/Users/{user_id}", get_user, methods=["GET"]),
+    Route("/Users/{user_id}", replace_user, methods=["PUT"]),
+    Route("/Users/{user_id}", patch_user, methods=["PATCH"]),
+    Route("/Users/{user_id}", delete_user, methods=["DELETE"]),
+]

@@ -1,0 +1,50 @@
+"""Configuration, read once from the environment, with working local defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway and the CLI need to know about their environment.
+
+    :param database_url: a ``postgresql+psycopg://`` URL; the same URL serves
+        the async gateway engine, the sync worker engine and Alembic.
+    :param redis_url: the Celery broker.
+    :param base_domain: tenants are served at ``https://SLUG.<base_domain>/scim/v2``.
+    :param public_scheme: the scheme IdPs use to reach us (``meta.location``).
+    :param max_body_bytes: requests larger than this get 413.
+    :param db_pool_size: connections per gateway process; 2 to 16 made no
+        difference on 2 cores (DEPENDENCIES.md), so keep it small.
+    :param db_statement_timeout_ms: bound every statement so a stuck query
+        answers an error long before Okta's 60 s timeout.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    base_domain: str = "simpleams.co.uk"
+    public_scheme: str = "https"
+    max_body_bytes: int = 1_048_576
+    db_pool_size: int = 4
+    db_statement_timeout_ms: int = 10_000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            base_domain=env.get("SIMPLEAMS_BASE_DOMAIN", "simpleams.co.uk").lower().strip("."),
+            public_scheme=env.get("SIMPLEAMS_PUBLIC_SCHEME", "https"),
+            max_body_bytes=int(env.get("SIMPLEAMS_MAX_BODY_BYTES", "1048576")),
+            db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "4")),
+            db_statement_timeout_ms=int(env.get("SIMPLEAMS_DB_STATEMENT_TIMEOUT_MS", "10000")),
+        )
+
+    def endpoint_for(self, slug: str) -> str:
+        return f"{self.public_scheme}://{slug}.{self.base_domain}/scim/v2"

@@ -1,0 +1,97 @@
+"""Tenant and SCIM-credential operations shared by the CLI (and, later, the admin pages).
+
+Synchronous on purpose: these run from the operator command, not on the
+IdP's request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.auth import display_prefix, generate_token, hash_token
+from models.tenants import Plan, ScimCredential, Tenant
+
+
+class TenancyError(Exception):
+    """An operator mistake with a message that says how to fix it."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    tenant_slug: str
+    token: str
+    prefix: str
+
+
+def create_tenant(conn: Connection, slug: str, name: str | None, plan: Plan) -> None:
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(Tenant).values(slug=slug, name=name or slug, plan=plan.value))
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        if "slug_is_dns_label" in constraint:
+            raise TenancyError(
+                f"{slug!r} is not a valid tenant slug: use 1-63 lowercase letters, digits and "
+                "hyphens, not starting or ending with a hyphen (it becomes SLUG.<base domain>)."
+            ) from None
+        raise TenancyError(f"A tenant with the slug {slug!r} already exists.") from None
+
+
+def _tenant(conn: Connection, slug: str) -> Tenant:
+    row = conn.execute(
+        select(Tenant.id, Tenant.slug, Tenant.plan).where(Tenant.slug == slug)
+    ).first()
+    if row is None:
+        raise TenancyError(
+            f"No tenant with the slug {slug!r}. Create it with `simpleams tenant create {slug}`."
+        )
+    return row  # type: ignore[return-value]
+
+
+def issue_token(conn: Connection, slug: str) -> IssuedToken:
+    """Enable SCIM (or rotate): a new token; any previous one stops working now."""
+    tenant = _tenant(conn, slug)
+    if not Plan(tenant.plan).includes_scim:
+        raise TenancyError(
+            f"Tenant {slug!r} is on the {tenant.plan} plan; SCIM is a Business-plan integration. "
+            f"Upgrade it first (`simpleams tenant plan {slug} business`)."
+        )
+    token = generate_token()
+    _revoke(conn, tenant.id)
+    conn.execute(
+        insert(ScimCredential).values(
+            tenant_id=tenant.id, token_hash=hash_token(token), token_prefix=display_prefix(token)
+        )
+    )
+    conn.execute(update(Tenant).where(Tenant.id == tenant.id).values(scim_enabled=True))
+    return IssuedToken(tenant_slug=slug, token=token, prefix=display_prefix(token))
+
+
+def rotate_token(conn: Connection, slug: str) -> IssuedToken:
+    tenant = _tenant(conn, slug)
+    enabled = conn.execute(select(Tenant.scim_enabled).where(Tenant.id == tenant.id)).scalar_one()
+    if not enabled:
+        raise TenancyError(f"SCIM is not enabled for {slug!r}; use `simpleams scim enable {slug}`.")
+    return issue_token(conn, slug)
+
+
+def disable(conn: Connection, slug: str) -> None:
+    tenant = _tenant(conn, slug)
+    _revoke(conn, tenant.id)
+    conn.execute(update(Tenant).where(Tenant.id == tenant.id).values(scim_enabled=False))
+
+
+def set_plan(conn: Connection, slug: str, plan: Plan) -> None:
+    tenant = _tenant(conn, slug)
+    conn.execute(update(Tenant).where(Tenant.id == tenant.id).values(plan=plan.value))
+
+
+def _revoke(conn: Connection, tenant_id: object) -> None:
+    conn.execute(
+        update(ScimCredential)
+        .where(ScimCredential.tenant_id == tenant_id, ScimCredential.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )

@@ -1,0 +1,90 @@
+"""Provisioning events: the outbox, and the contract between gateway and workers.
+
+Every SCIM write inserts its event rows in the same transaction as the user
+row (``emit``), so an acknowledged write always has its events: nothing the
+IdP was told succeeded can lose its side effects. Delivery to the workers is
+at least once (the relay may publish an event twice after a crash), so every
+consumer must be idempotent, keyed by ``event id + effect``.
+
+Event kinds are past-tense facts. A DELETE from the IdP is ``user.deleted``
+and is handled as a soft deactivation, never a hard delete.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, insert, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.dml import Insert
+
+from models.base import Base, created_at
+
+
+class EventKind(enum.StrEnum):
+    user_created = "user.created"
+    user_updated = "user.updated"
+    user_deactivated = "user.deactivated"
+    user_reactivated = "user.reactivated"
+    user_deleted = "user.deleted"
+    user_restored = "user.restored"
+
+
+class ProvisioningEvent(Base):
+    __tablename__ = "provisioning_events"
+    __table_args__ = (
+        # The relay claims unpublished events oldest first.
+        Index(
+            "ix_provisioning_events_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_provisioning_events_user", "user_id", "id"),
+        Index("ix_provisioning_events_tenant_time", "tenant_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[created_at]
+    # {"attribute": [before, after]}, wire names.
+    changes: Mapped[dict[str, Any]]
+    # Attributes the IdP sent that we do not model (an admin's custom mapping):
+    # ignored rather than rejected, and noted here.
+    ignored_attributes: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    actor_idp: Mapped[str] = mapped_column(String(16))
+    actor_credential_id: Mapped[uuid.UUID | None]
+    actor_user_agent: Mapped[str | None]
+    request_id: Mapped[str | None]
+    published_at: Mapped[datetime | None]
+
+
+def emit(
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    kind: EventKind,
+    changes: dict[str, Any],
+    actor_idp: str,
+    actor_credential_id: uuid.UUID | None,
+    actor_user_agent: str | None,
+    request_id: str | None,
+    ignored_attributes: list[str] | None = None,
+) -> Insert:
+    """The INSERT for one event; execute it in the transaction that made the change."""
+    return insert(ProvisioningEvent).values(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        kind=kind.value,
+        changes=changes,
+        ignored_attributes=ignored_attributes or [],
+        actor_idp=actor_idp,
+        actor_credential_id=actor_credential_id,
+        actor_user_agent=actor_user_agent,
+        request_id=request_id,
+    )

@@ -1,0 +1,96 @@
+"""Staff users: the SimpleAMS person record that SCIM provisions.
+
+Two identities live on one row on purpose:
+
+- ``id`` is the staff record: it owns checkout history and the audit trail and
+  never changes.
+- ``scim_id`` is the SCIM resource id the IdP knows. A DELETE retires it for
+  good (RFC 7644 §3.6: the id must keep answering 404); a later re-hire of the
+  same person gets a new ``scim_id`` on the same staff row.
+
+``attributes`` is the SCIM representation (core + enterprise, wire names,
+without ``id``/``meta``) and the source of truth for everything SCIM reads.
+The scalar columns are derived from it on every write (see
+``gateway/scim/schema.py::indexed_columns``) so the lookups IdPs make on every
+user, and the staff list, are plain index scans.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, created_at, uuid_pk
+
+
+class Role(enum.StrEnum):
+    staff = "staff"
+    admin = "admin"
+
+
+class Source(enum.StrEnum):
+    okta = "okta"
+    entra = "entra"
+    scim = "scim"  # another SCIM client we could not name from its User-Agent
+    manual = "manual"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # RFC 7643: userName and emails are caseExact=false, so uniqueness is
+        # on lower(). Deleted users keep their names: a re-hire restores them.
+        Index("uq_users_tenant_username", "tenant_id", func.lower(text("user_name")), unique=True),
+        Index(
+            "uq_users_tenant_email",
+            "tenant_id",
+            func.lower(text("email")),
+            unique=True,
+            postgresql_where=text("email IS NOT NULL"),
+        ),
+        Index("ix_users_tenant_external_id", "tenant_id", "external_id"),
+        # `emails eq "x"` (Entra) matches any of the user's addresses.
+        Index("ix_users_email_values", "email_values", postgresql_using="gin"),
+        # Stable paging order for SCIM lists and the staff list.
+        Index("ix_users_tenant_created", "tenant_id", "created_at", "id"),
+        CheckConstraint("role IN ('staff', 'admin')", name="role_known"),
+    )
+
+    id: Mapped[uuid_pk]
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    scim_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    user_name: Mapped[str]
+    external_id: Mapped[str | None]
+    email: Mapped[str | None]
+    email_values: Mapped[list[str]] = mapped_column(
+        ARRAY(String), server_default=text("'{}'::varchar[]")
+    )
+    display_name: Mapped[str | None]
+    given_name: Mapped[str | None]
+    family_name: Mapped[str | None]
+    department: Mapped[str | None]
+    title: Mapped[str | None]
+    role: Mapped[str] = mapped_column(String(16), server_default=Role.staff.value)
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+    # Set when the IdP DELETEs the user: deactivated and hidden from SCIM, never removed.
+    deleted_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(16), server_default=Source.manual.value)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # meta.version: bumped on every write, rendered as a weak ETag.
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

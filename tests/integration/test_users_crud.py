@@ -1,0 +1,314 @@
+"""RFC 7644 §3.3, §3.4.1, §3.5.1, §3.6 and our semantics from the setup guide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+from sqlalchemy import Engine, text
+
+from tests.conftest import SCIM_JSON, user_body
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def staff_row(db: Engine, email: str) -> Any:
+    with db.connect() as conn:
+        return conn.execute(
+            text("SELECT * FROM users WHERE lower(email) = lower(:e)"), {"e": email}
+        ).one()
+
+
+def events(db: Engine) -> list[Any]:
+    with db.connect() as conn:
+        return list(conn.execute(text("SELECT * FROM provisioning_events ORDER BY id")).all())
+
+
+async def test_create_returns_201_with_location_etag_and_full_resource(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    body = user_body("ada@acme.test", externalId="00u1", title="Engineer")
+    body["schemas"].append(ENTERPRISE)
+    body[ENTERPRISE] = {"department": "Engineering", "manager": {"value": "00u0"}}
+    response = await client.post("/Users", json=body)
+
+    assert response.status_code == 201
+    assert response.headers["content-type"] == SCIM_JSON
+    created = response.json()
+    assert response.headers["location"] == created["meta"]["location"]
+    assert created["meta"]["location"].endswith(f"/scim/v2/Users/{created['id']}")
+    assert response.headers["etag"] == created["meta"]["version"] == 'W/"1"'
+    assert created["meta"]["resourceType"] == "User"
+    assert created["meta"]["created"] == created["meta"]["lastModified"]
+    assert created["userName"] == "ada@acme.test"
+    assert created["externalId"] == "00u1"
+    assert created[ENTERPRISE]["department"] == "Engineering"
+
+    row = staff_row(db, "ada@acme.test")
+    assert row.role == "staff"
+    assert row.active is True
+    assert row.department == "Engineering"
+    assert str(row.scim_id) == created["id"]
+    [event] = events(db)
+    assert event.kind == "user.created"
+    assert event.user_id == row.id
+    assert event.changes["userName"] == [None, "ada@acme.test"]
+    assert event.request_id == response.headers["x-request-id"]
+
+
+async def test_get_returns_the_user_and_404_for_unknown_ids(client: httpx2.AsyncClient) -> None:
+    created = (await client.post("/Users", json=user_body("bo@acme.test"))).json()
+
+    fetched = await client.get(f"/Users/{created['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == created
+    assert fetched.headers["etag"] == 'W/"1"'
+
+    for unknown in ("3f0b7a2e-5b8e-4c4e-9a57-1c2d3e4f5a6b", "not-a-uuid"):
+        missing = await client.get(f"/Users/{unknown}")
+        assert missing.status_code == 404
+        assert missing.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+        assert missing.json()["status"] == "404"
+
+
+async def test_put_replaces_the_user_and_bumps_the_version(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    created = (await client.post("/Users", json=user_body("cy@acme.test"))).json()
+    replacement = user_body("cy@acme.test", title="Lead")
+    replacement["name"] = {"givenName": "Cyril", "familyName": "Example"}
+    replacement["schemas"].append(ENTERPRISE)
+    replacement[ENTERPRISE] = {"department": "Sales"}
+
+    response = await client.put(f"/Users/{created['id']}", json=replacement)
+
+    assert response.status_code == 200
+    updated = response.json()
+    assert updated["name"]["givenName"] == "Cyril"
+    assert updated["meta"]["version"] == 'W/"2"'
+    assert updated["meta"]["created"] == created["meta"]["created"]
+    assert updated["meta"]["lastModified"] > created["meta"]["lastModified"]
+    row = staff_row(db, "cy@acme.test")
+    assert (row.given_name, row.department, row.title) == ("Cyril", "Sales", "Lead")
+    assert events(db)[-1].kind == "user.updated"
+    assert events(db)[-1].changes["name.givenName"] == ["Cy", "Cyril"]
+
+
+async def test_put_of_an_unchanged_user_writes_nothing(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    # Okta re-sends whole users; a no-op must not fan out side effects.
+    created = (await client.post("/Users", json=user_body("di@acme.test"))).json()
+    response = await client.put(f"/Users/{created['id']}", json=user_body("di@acme.test"))
+    assert response.status_code == 200
+    assert response.json()["meta"]["version"] == 'W/"1"'
+    assert [e.kind for e in events(db)] == ["user.created"]
+
+
+async def test_email_change_propagates_and_stays_the_primary_key(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    created = (await client.post("/Users", json=user_body("ed@acme.test"))).json()
+    body = user_body("ed@acme.test")
+    body["emails"] = [{"value": "edward@acme.test", "type": "work", "primary": True}]
+    assert (await client.put(f"/Users/{created['id']}", json=body)).status_code == 200
+    assert staff_row(db, "edward@acme.test").user_name == "ed@acme.test"
+
+
+async def test_active_false_soft_deactivates_and_true_reactivates(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    created = (await client.post("/Users", json=user_body("fi@acme.test"))).json()
+    deactivate = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+
+    off = await client.patch(f"/Users/{created['id']}", json=deactivate)
+    assert off.status_code == 200
+    assert off.json()["active"] is False
+    assert staff_row(db, "fi@acme.test").active is False
+    # Deactivated users stay visible to SCIM so the IdP can re-enable them.
+    assert (await client.get(f"/Users/{created['id']}")).json()["active"] is False
+    listed = (await client.get("/Users", params={"filter": 'userName eq "fi@acme.test"'})).json()
+    assert listed["totalResults"] == 1
+
+    on = await client.put(f"/Users/{created['id']}", json=user_body("fi@acme.test", active=True))
+    assert on.json()["active"] is True
+    row = staff_row(db, "fi@acme.test")
+    assert row.active is True
+    assert str(row.scim_id) == created["id"]
+    assert [e.kind for e in events(db)] == ["user.created", "user.deactivated", "user.reactivated"]
+
+
+async def test_delete_soft_deactivates_and_hides_the_user_from_scim(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    created = (await client.post("/Users", json=user_body("gu@acme.test"))).json()
+
+    response = await client.delete(f"/Users/{created['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await client.get(f"/Users/{created['id']}")).status_code == 404
+    assert (await client.delete(f"/Users/{created['id']}")).status_code == 404
+    assert (await client.get("/Users")).json()["totalResults"] == 0
+    row = staff_row(db, "gu@acme.test")  # never removed: the audit log stays intact
+    assert row.active is False
+    assert row.deleted_at is not None
+    assert [e.kind for e in events(db)] == ["user.created", "user.deleted"]
+
+
+async def test_rehire_after_delete_restores_the_same_staff_record_under_a_new_scim_id(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    first = (await client.post("/Users", json=user_body("ha@acme.test", title="Analyst"))).json()
+    staff_id = staff_row(db, "ha@acme.test").id
+    await client.delete(f"/Users/{first['id']}")
+
+    again = await client.post("/Users", json=user_body("ha@acme.test", title="Manager"))
+
+    assert again.status_code == 201
+    rehired = again.json()
+    assert rehired["id"] != first["id"]
+    assert rehired["title"] == "Manager"
+    assert rehired["active"] is True
+    row = staff_row(db, "ha@acme.test")
+    assert row.id == staff_id and row.deleted_at is None and row.active is True
+    # RFC 7644 §3.6: the deleted id keeps answering 404.
+    assert (await client.get(f"/Users/{first['id']}")).status_code == 404
+    assert [e.kind for e in events(db)] == ["user.created", "user.deleted", "user.restored"]
+
+
+async def test_create_colliding_with_a_live_user_is_409_naming_the_attribute(
+    client: httpx2.AsyncClient,
+) -> None:
+    await client.post("/Users", json=user_body("ia@acme.test"))
+
+    same_name = await client.post("/Users", json=user_body("IA@ACME.TEST"))
+    assert same_name.status_code == 409
+    assert same_name.json()["scimType"] == "uniqueness"
+    assert "userName" in same_name.json()["detail"]
+
+    same_email = user_body("someone-else")
+    same_email["emails"] = [{"value": "Ia@Acme.Test", "type": "work", "primary": True}]
+    collision = await client.post("/Users", json=same_email)
+    assert collision.status_code == 409
+    assert "email" in collision.json()["detail"]
+
+
+async def test_a_retried_create_gets_the_same_201_not_a_409_loop(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    body = user_body("jo@acme.test", externalId="00u9")
+    first = await client.post("/Users", json=body)
+
+    retry = await client.post("/Users", json=body)
+
+    assert retry.status_code == 201
+    assert retry.json()["id"] == first.json()["id"]
+    assert retry.json()["meta"]["version"] == first.json()["meta"]["version"]
+    assert [e.kind for e in events(db)] == ["user.created"]
+
+
+async def test_if_match_is_honoured_on_put_patch_and_delete(client: httpx2.AsyncClient) -> None:
+    created = (await client.post("/Users", json=user_body("ka@acme.test"))).json()
+    url = f"/Users/{created['id']}"
+    stale = {"If-Match": 'W/"7"'}
+    patch = {"Operations": [{"op": "replace", "path": "title", "value": "X"}]}
+
+    for response in (
+        await client.put(url, json=user_body("ka@acme.test", title="Y"), headers=stale),
+        await client.patch(url, json=patch, headers=stale),
+        await client.delete(url, headers=stale),
+    ):
+        assert response.status_code == 412
+        assert response.json()["status"] == "412"
+
+    ok = await client.patch(url, json=patch, headers={"If-Match": created["meta"]["version"]})
+    assert ok.status_code == 200
+    assert ok.headers["etag"] == 'W/"2"'
+    assert (await client.delete(url, headers={"If-Match": 'W/"2"'})).status_code == 204
+
+
+async def test_read_only_attributes_on_input_are_ignored(client: httpx2.AsyncClient) -> None:
+    body = user_body("lu@acme.test", id="client-chosen", meta={"created": "2001-01-01T00:00:00Z"})
+    created = await client.post("/Users", json=body)
+    assert created.status_code == 201
+    assert created.json()["id"] != "client-chosen"
+    assert created.json()["meta"]["created"].startswith("20") and not created.json()["meta"][
+        "created"
+    ].startswith("2001")
+
+
+async def test_unknown_attributes_are_ignored_and_noted_on_the_event(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    body = user_body("mo@acme.test", mailNickname="mo", password="hunter2")
+    created = await client.post("/Users", json=body)
+
+    assert created.status_code == 201
+    assert "mailNickname" not in created.json()
+    assert "password" not in created.json()
+    assert events(db)[0].ignored_attributes == ["mailNickname", "password"]
+    with db.connect() as conn:
+        stored = conn.execute(text("SELECT attributes::text FROM users")).scalar_one()
+    assert "hunter2" not in stored
+
+
+async def test_a_known_attribute_with_the_wrong_type_is_400_invalid_value(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    for bad in (
+        user_body("no@acme.test", active="maybe"),
+        user_body("no@acme.test", name="Just A String"),
+        user_body("no@acme.test", emails="no@acme.test"),
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "displayName": "No userName"},
+        user_body(""),
+    ):
+        response = await client.post("/Users", json=bad)
+        assert response.status_code == 400, bad
+        assert response.json()["scimType"] == "invalidValue", response.json()
+        assert response.json()["detail"]
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+
+
+async def test_new_users_record_which_idp_created_them(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    await client.post(
+        "/Users", json=user_body("pa@acme.test"), headers={"User-Agent": "Okta SCIM Client 1.0.0"}
+    )
+    assert staff_row(db, "pa@acme.test").source == "okta"
+    assert events(db)[0].actor_idp == "okta"
+
+
+async def test_tenants_cannot_see_or_touch_each_others_users(
+    client: httpx2.AsyncClient, app: Any, db: Engine
+) -> None:
+    from tests.conftest import make_tenant
+
+    other = make_tenant(db, "globex")
+    theirs = (await client.post("/Users", json=user_body("qi@acme.test"))).json()
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app),
+        base_url="http://localhost/scim/v2",
+        headers=other.headers,
+    ) as intruder:
+        url = f"/Users/{theirs['id']}"
+        assert (await intruder.get(url)).status_code == 404
+        assert (
+            await intruder.patch(
+                url, json={"Operations": [{"op": "replace", "path": "active", "value": False}]}
+            )
+        ).status_code == 404
+        assert (await intruder.delete(url)).status_code == 404
+        assert (await intruder.get("/Users")).json()["totalResults"] == 0
+        found = await intruder.get("/Users", params={"filter": 'userName eq "qi@acme.test"'})
+        assert found.json()["totalResults"] == 0
+        # The same person may exist in both workspaces.
+        assert (await intruder.post("/Users", json=user_body("qi@acme.test"))).status_code == 201
+    assert staff_row_count(db) == 2
+
+
+def staff_row_count(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM users")).scalar_one())

@@ -1,0 +1,1 @@
+"""Celery workers that fan out provisioning side effects (audit, checkout-lock, notify)."""
