@@ -95,7 +95,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
         "status": "500",
         "detail": f"Internal error; quote request id {request_id} to SimpleAMS support.",
     }
-    return errors.error_response(body, 500)
+    # ServerErrorMiddleware sits outside RequestIdMiddleware, so echo the id here.
+    return errors.error_response(body, 500, {"X-Request-Id": request_id})
 
 
 async def healthz(request: Request) -> Response:

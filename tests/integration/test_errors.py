@@ -1,0 +1,153 @@
+"""RFC 7644 §3.12 error bodies for everything that can go wrong at the HTTP layer."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.conftest import TenantHandle, user_body
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def assert_scim_error(response: httpx2.Response, status: int, scim_type: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/scim+json"
+    body = response.json()
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+    assert body["detail"] and "Traceback" not in body["detail"]
+
+
+async def test_unknown_paths_and_methods_get_scim_errors(client: httpx2.AsyncClient) -> None:
+    assert_scim_error(await client.get("/Nope"), 404)
+    assert_scim_error(await client.delete("/Users"), 405)
+    assert_scim_error(await client.put("/ServiceProviderConfig", json={}), 405)
+
+
+async def test_paths_outside_scim_get_scim_404(anonymous: httpx2.AsyncClient) -> None:
+    assert_scim_error(await anonymous.get("http://localhost/nowhere"), 404)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "scim_type"),
+    [
+        (b"{not json", "application/scim+json", 400, "invalidSyntax"),
+        (b"\xff\xfe\x00garbage", "application/scim+json", 400, "invalidSyntax"),
+        (b"[1, 2]", "application/scim+json", 400, "invalidSyntax"),
+        (b'"a string"', "application/json", 400, "invalidSyntax"),
+        (b'{"userName": "x@y.z"}', "text/plain", 415, None),
+        (b'{"userName": "x@y.z"}', None, 415, None),
+    ],
+)
+async def test_malformed_bodies_are_4xx_and_write_nothing(
+    client: httpx2.AsyncClient,
+    db: Engine,
+    content: bytes,
+    content_type: str | None,
+    status: int,
+    scim_type: str | None,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {"Content-Type": ""}
+    response = await client.post("/Users", content=content, headers=headers)
+    assert_scim_error(response, status, scim_type)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+
+
+async def test_application_json_is_accepted_as_well_as_scim_json(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/Users", json=user_body("js@acme.test"), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/scim+json"
+
+
+async def test_a_body_over_the_limit_is_413(client: httpx2.AsyncClient) -> None:
+    huge = user_body("big@acme.test", title="x" * 2_000_000)
+    assert_scim_error(await client.post("/Users", json=huge), 413)
+
+
+@pytest.mark.parametrize(
+    ("operations", "scim_type"),
+    [
+        ([], "invalidSyntax"),
+        ([{"op": "replace", "path": "id", "value": "mine"}], "mutability"),
+        (
+            [{"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}],
+            "mutability",
+        ),
+        ([{"op": "replace", "path": "userName", "value": None}], "mutability"),
+        ([{"op": "replace", "path": "active", "value": "perhaps"}], "invalidValue"),
+        ([{"op": "replace", "path": 'emails[type eq "home"', "value": "x"}], "invalidPath"),
+        ([{"op": "launch", "path": "title", "value": "x"}], "invalidValue"),
+        ([{"op": "remove"}], "noTarget"),
+        (["not an object"], "invalidSyntax"),
+    ],
+)
+async def test_bad_patches_are_400_with_the_right_scim_type_and_change_nothing(
+    client: httpx2.AsyncClient, operations: list[object], scim_type: str
+) -> None:
+    created = (await client.post("/Users", json=user_body("pt@acme.test"))).json()
+
+    response = await client.patch(f"/Users/{created['id']}", json={"Operations": operations})
+
+    assert_scim_error(response, 400, scim_type)
+    after = (await client.get(f"/Users/{created['id']}")).json()
+    assert after == created
+
+
+async def test_a_patch_is_atomic(client: httpx2.AsyncClient) -> None:
+    created = (await client.post("/Users", json=user_body("at@acme.test"))).json()
+    operations = [
+        {"op": "replace", "path": "title", "value": "Changed"},
+        {"op": "replace", "path": "id", "value": "not allowed"},
+    ]
+    response = await client.patch(f"/Users/{created['id']}", json={"Operations": operations})
+    assert response.status_code == 400
+    assert (await client.get(f"/Users/{created['id']}")).json() == created
+
+
+async def test_a_patch_emptying_username_is_invalid_value(client: httpx2.AsyncClient) -> None:
+    created = (await client.post("/Users", json=user_body("un@acme.test"))).json()
+    operations = [{"op": "replace", "path": "userName", "value": ""}]
+    response = await client.patch(f"/Users/{created['id']}", json={"Operations": operations})
+    assert_scim_error(response, 400, "invalidValue")
+
+
+async def test_patch_into_another_users_identity_is_409(client: httpx2.AsyncClient) -> None:
+    await client.post("/Users", json=user_body("one@acme.test"))
+    two = (await client.post("/Users", json=user_body("two@acme.test"))).json()
+    operations = [{"op": "replace", "path": "userName", "value": "ONE@acme.test"}]
+    response = await client.patch(f"/Users/{two['id']}", json={"Operations": operations})
+    assert_scim_error(response, 409, "uniqueness")
+    assert "userName" in response.json()["detail"]
+
+
+async def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
+    app: object,
+    tenant: TenantHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gateway.scim import users
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(users, "compile_filter", explode)
+    # Starlette re-raises after rendering the 500; read the response instead.
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    async with httpx2.AsyncClient(
+        transport=transport, base_url="http://localhost/scim/v2", headers=tenant.headers
+    ) as client:
+        response = await client.get("/Users", params={"filter": 'userName eq "x"'})
+
+    assert_scim_error(response, 500)
+    assert "secret internals" not in response.text
+    assert response.headers["x-request-id"] in response.json()["detail"]
+    assert any("secret internals" in str(r.exc_info) for r in caplog.records if r.exc_info)

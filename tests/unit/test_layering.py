@@ -1,0 +1,43 @@
+"""models imports no sibling; gateway and workers import models, never each other;
+only gateway/scim imports scim2-models (STYLE.md §1, §8)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_top_levels(package: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("models", {"gateway", "workers"}), ("gateway", {"workers"}), ("workers", {"gateway"})],
+)
+def test_import_direction(package: str, forbidden: set[str]) -> None:
+    offenders = {f: names & forbidden for f, names in imported_top_levels(package).items()}
+    assert {f: n for f, n in offenders.items() if n} == {}
+
+
+def test_only_the_scim_package_imports_scim2_models() -> None:
+    users = [
+        f
+        for package in ("models", "gateway", "workers")
+        for f, names in imported_top_levels(package).items()
+        if "scim2_models" in names
+    ]
+    assert users and all(f.startswith("gateway/scim/") for f in users), users
