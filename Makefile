@@ -30,12 +30,13 @@ up: install ## Bring everything up: services, migrations, demo tenant, then web 
 	  $(VENV)/bin/honcho start -p $(PORT) web worker flower
 
 .PHONY: test
-test: install ## Run the whole test suite (lint, then pytest against real PostgreSQL and Redis)
-	$(PY) -m ruff check .
-	$(PY) -m pytest
-
-.PHONY: lint
-lint: install ## Lint and type-check
+test: install ## Run the whole test suite: ruff, mypy --strict, then pytest against real services
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m pytest
+
+.PHONY: format
+format: install ## Format and autofix
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .

@@ -9,19 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from scim2_models import (
-    AuthenticationScheme,
-    Bulk,
-    ChangePassword,
-    Context,
-    ETag,
-    Filter,
-    Patch,
-    ResourceType,
-    SchemaExtension,
-    ServiceProviderConfig,
-    Sort,
-)
+from scim2_models import Context, ResourceType, ServiceProviderConfig
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,26 +25,29 @@ DOCUMENTATION = "https://simpleams.co.uk/help/scim"
 
 @cache
 def _service_provider_config() -> dict[str, Any]:
-    config = ServiceProviderConfig(
-        documentation_uri=DOCUMENTATION,
-        patch=Patch(supported=True),
-        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
-        filter=Filter(supported=True, max_results=MAX_RESULTS),
-        change_password=ChangePassword(supported=False),
-        sort=Sort(supported=True),
-        etag=ETag(supported=True),
-        authentication_schemes=[
-            AuthenticationScheme(
-                type=AuthenticationScheme.Type.oauthbearertoken,
-                name="OAuth Bearer Token",
-                description=(
-                    "The bearer token generated in SimpleAMS Settings → Integrations → SCIM 2.0."
-                ),
-                spec_uri="https://www.rfc-editor.org/rfc/rfc6750",
-                documentation_uri=DOCUMENTATION,
-                primary=True,
-            )
-        ],
+    config = ServiceProviderConfig.model_validate(
+        {
+            "documentationUri": DOCUMENTATION,
+            "patch": {"supported": True},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": True, "maxResults": MAX_RESULTS},
+            "changePassword": {"supported": False},
+            "sort": {"supported": True},
+            "etag": {"supported": True},
+            "authenticationSchemes": [
+                {
+                    "type": "oauthbearertoken",
+                    "name": "OAuth Bearer Token",
+                    "description": (
+                        "The bearer token generated in SimpleAMS Settings → Integrations → "
+                        "SCIM 2.0."
+                    ),
+                    "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
+                    "documentationUri": DOCUMENTATION,
+                    "primary": True,
+                }
+            ],
+        }
     )
     return config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
@@ -71,13 +62,15 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 def _user_resource_type() -> dict[str, Any]:
-    resource_type = ResourceType(
-        id="User",
-        name="User",
-        description="SimpleAMS staff member",
-        endpoint="/Users",
-        schema_=CORE_USER_URN,
-        schema_extensions=[SchemaExtension(schema_=ENTERPRISE_URN, required=False)],
+    resource_type = ResourceType.model_validate(
+        {
+            "id": "User",
+            "name": "User",
+            "description": "SimpleAMS staff member",
+            "endpoint": "/Users",
+            "schema": CORE_USER_URN,
+            "schemaExtensions": [{"schema": ENTERPRISE_URN, "required": False}],
+        }
     )
     return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 

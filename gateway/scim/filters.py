@@ -95,7 +95,7 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
         # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary (here: first) value.
         sub = (binding.sub_field_name and _wire(binding, sub=True)) or "value"
         return func.lower(_json_path(location)[0][sub].astext)
-    expression = _scalar(binding)
+    expression: ColumnElement[Any] = _scalar(binding)
     if _is_string(binding) and not binding.case_exact:
         return func.lower(expression)
     return expression
@@ -312,7 +312,7 @@ def _like_escape(value: str) -> str:
 
 
 def _compare(
-    left: Any, binding: AttributeBinding, op: CompareOperator, value: Any
+    left: ColumnElement[Any], binding: AttributeBinding, op: CompareOperator, value: Any
 ) -> ColumnElement[bool]:
     if binding.target_type is bool:
         if op not in (CompareOperator.eq, CompareOperator.ne):

@@ -51,7 +51,7 @@ class Manager(ComplexAttribute):
     # string on purpose (this module avoids postponed annotations: pydantic
     # would resolve it to our User class).
     value: Annotated[str | None, CaseExact.true] = None
-    ref: Annotated[Reference["User"] | None, Required.false] = Field(  # type: ignore[type-arg]
+    ref: Annotated[Reference["User"] | None, Required.false] = Field(
         None, serialization_alias="$ref", validation_alias="$ref"
     )
     display_name: Annotated[str | None, Mutability.read_only] = None
@@ -83,11 +83,11 @@ class Email(CoreEmail):
 
 
 class User(CoreUser):  # type: ignore[type-arg]
-    emails: list[Email] | None = None
+    emails: list[Email] | None = None  # type: ignore[assignment]  # a narrower Email, same wire shape
     Emails: ClassVar[type[ComplexAttribute]] = Email
 
 
-ScimUser = User[EnterpriseUser]
+ScimUser = User[EnterpriseUser]  # type: ignore[type-arg]  # generic at runtime (Resource)
 
 POLICY = ScimPolicy(
     unknown=ScimPolicy.Unknown.ignore,

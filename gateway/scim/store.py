@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, Unpack, cast
 
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,8 +20,11 @@ from gateway.scim.schema import UserInput, indexed_columns
 from models.outbox import EventKind, emit
 from models.users import User
 
-users = User.__table__
+users = cast("Table", User.__table__)
 c = users.c
+
+# A users-table row as the SCIM endpoints read it (the _COLUMNS below).
+UserRow: TypeAlias = Row[Unpack[tuple[Any, ...]]]
 
 _COLUMNS = (
     c.id,
@@ -61,7 +64,7 @@ async def get_live(
     scim_id: uuid.UUID | None,
     *,
     for_update: bool = False,
-) -> Row[Any]:
+) -> UserRow:
     """A user the IdP can see (not deleted by it), or NotFound."""
     if scim_id is None:
         raise errors.NotFound(_not_found_detail())
@@ -87,7 +90,7 @@ async def search(
     order_by: list[ColumnElement[Any]],
     offset: int,
     limit: int,
-) -> tuple[int, list[Row[Any]]]:
+) -> tuple[int, list[UserRow]]:
     where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
     if condition is not None:
         where.append(condition)
@@ -108,7 +111,7 @@ async def search(
 
 async def create(
     conn: AsyncConnection, actor: Actor, data: UserInput, source: str
-) -> tuple[Row[Any], bool]:
+) -> tuple[UserRow, bool]:
     """Create a user, restore a re-hired one, or recognise a retried create.
 
     Returns the row and whether anything was written. See the README,
@@ -159,10 +162,10 @@ async def create(
 async def _restore(
     conn: AsyncConnection,
     actor: Actor,
-    previous: Row[Any],
+    previous: UserRow,
     data: UserInput,
     columns: dict[str, Any],
-) -> Row[Any]:
+) -> UserRow:
     # Re-hire: same staff record (history and audit trail kept), new SCIM
     # resource id, so the old id keeps answering 404 (RFC 7644 §3.6).
     row = await _write(
@@ -186,8 +189,8 @@ async def _restore(
 
 
 async def replace(
-    conn: AsyncConnection, actor: Actor, current: Row[Any], data: UserInput
-) -> Row[Any]:
+    conn: AsyncConnection, actor: Actor, current: UserRow, data: UserInput
+) -> UserRow:
     """Store a new version of a user (PUT, or PATCH after applying it)."""
     changes = diff(current.attributes, data.document)
     if not changes:
@@ -215,7 +218,7 @@ async def replace(
     return row
 
 
-async def mark_deleted(conn: AsyncConnection, actor: Actor, current: Row[Any]) -> None:
+async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) -> None:
     """A DELETE from the IdP: deactivate and hide from SCIM; never remove the row."""
     await conn.execute(
         update(users)
@@ -231,7 +234,7 @@ async def mark_deleted(conn: AsyncConnection, actor: Actor, current: Row[Any]) -
     await _emit(conn, actor, current.id, EventKind.user_deleted, changes, None)
 
 
-async def _write(conn: AsyncConnection, statement: Any) -> Row[Any]:
+async def _write(conn: AsyncConnection, statement: Any) -> UserRow:
     # A concurrent create of the same person passes the candidate lookup in
     # both transactions; the unique index stops the second. Translate it here,
     # at the boundary, into the 409 the IdP understands. The savepoint keeps
@@ -254,7 +257,7 @@ async def _write(conn: AsyncConnection, statement: Any) -> Row[Any]:
         raise
 
 
-def _conflict_detail(existing: Row[Any], columns: dict[str, Any]) -> str:
+def _conflict_detail(existing: UserRow, columns: dict[str, Any]) -> str:
     if existing.user_name.lower() == columns["user_name"].lower():
         return (
             f"A user with userName {columns['user_name']!r} already exists in this workspace "
