@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypeAlias, Unpack, cast
+from typing import Any, TypeAlias, cast
 
 from sqlalchemy import ColumnElement, Row, Table, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,7 @@ users = cast("Table", User.__table__)
 c = users.c
 
 # A users-table row as the SCIM endpoints read it (the _COLUMNS below).
-UserRow: TypeAlias = Row[Unpack[tuple[Any, ...]]]
+UserRow: TypeAlias = Row[*tuple[Any, ...]]
 
 _COLUMNS = (
     c.id,
@@ -118,16 +118,13 @@ async def create(
     "Creating a user who already exists", for the rules.
     """
     columns = indexed_columns(data.document)
+    same_person = [func.lower(c.user_name) == columns["user_name"].lower()]
+    if columns["email"]:
+        same_person.append(func.lower(c.email) == columns["email"].lower())
     candidates = (
         await conn.execute(
             select(*_COLUMNS)
-            .where(c.tenant_id == actor.tenant_id)
-            .where(
-                or_(
-                    func.lower(c.user_name) == columns["user_name"].lower(),
-                    func.lower(c.email) == (columns["email"] or "").lower(),
-                )
-            )
+            .where(c.tenant_id == actor.tenant_id, or_(*same_person))
             .with_for_update()
         )
     ).all()
@@ -237,11 +234,10 @@ async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) ->
 async def _write(conn: AsyncConnection, statement: Any) -> UserRow:
     # A concurrent create of the same person passes the candidate lookup in
     # both transactions; the unique index stops the second. Translate it here,
-    # at the boundary, into the 409 the IdP understands. The savepoint keeps
-    # the request's transaction usable for rendering the error.
+    # at the boundary, into the 409 the IdP understands (the request's
+    # transaction then rolls back as the error propagates).
     try:
-        async with conn.begin_nested():
-            return (await conn.execute(statement)).one()
+        return (await conn.execute(statement)).one()
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
         if "email" in constraint:
