@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.db import request_connection
 from gateway.scim import errors
 from gateway.settings import Settings
 from models.tenants import Plan, ScimCredential, Tenant
@@ -60,6 +61,22 @@ def is_well_formed(token: str) -> bool:
     return bool(_TOKEN_RE.match(token)) and _checksum(token[len(TOKEN_PREFIX) : -6]) == token[-6:]
 
 
+def _presented_token(scope: Scope) -> str:
+    """The bearer token of the request, checked for shape before any database work."""
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise errors.Unauthorized()
+    if not is_well_formed(token):
+        raise errors.Unauthorized(
+            "The bearer token is not a SimpleAMS SCIM token. Copy it again from "
+            "Settings → Integrations → SCIM 2.0, or generate a new one."
+        )
+    return token
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the tenant, and which credential (for the audit trail)."""
@@ -87,58 +104,55 @@ class ScimAuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self._authenticate(scope)
+            token = _presented_token(scope)
         except errors.ScimError as exc:
             await exc.to_response()(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        async with request_connection(self.engine) as conn:
+            try:
+                principal = await self._authenticate(conn, scope, token)
+            except errors.ScimError as exc:
+                await exc.to_response()(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["principal"] = principal
+            state["connection"] = conn
+            await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope) -> Principal:
+    async def _authenticate(self, conn: AsyncConnection, scope: Scope, token: str) -> Principal:
         headers = dict(scope["headers"])
-        authorization = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise errors.Unauthorized()
-        if not is_well_formed(token):
-            raise errors.Unauthorized(
-                "The bearer token is not a SimpleAMS SCIM token. Copy it again from "
-                "Settings → Integrations → SCIM 2.0, or generate a new one."
-            )
         presented = hash_token(token)
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        ScimCredential.id,
-                        ScimCredential.token_hash,
-                        Tenant.id.label("tenant_id"),
-                        Tenant.slug,
-                        Tenant.plan,
-                        Tenant.scim_enabled,
-                    )
-                    .join(Tenant, Tenant.id == ScimCredential.tenant_id)
-                    .where(ScimCredential.token_hash == presented)
-                    .where(ScimCredential.revoked_at.is_(None))
+        row = (
+            await conn.execute(
+                select(
+                    ScimCredential.id,
+                    ScimCredential.token_hash,
+                    Tenant.id.label("tenant_id"),
+                    Tenant.slug,
+                    Tenant.plan,
+                    Tenant.scim_enabled,
                 )
-            ).first()
-            if (
-                row is None
-                or not hmac.compare_digest(row.token_hash, presented)
-                or not row.scim_enabled
-            ):
-                raise errors.Unauthorized(
-                    "This SCIM token is not valid: it was regenerated or the integration was "
-                    "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
-                )
-            self._check_host(headers, row.slug)
-            if not Plan(row.plan).includes_scim:
-                raise errors.Forbidden(
-                    "SCIM provisioning is a Business-plan integration; this workspace is on the "
-                    f"{Plan(row.plan).value} plan. Upgrade to Business to provision users."
-                )
-            await self._record_use(conn, row.id)
+                .join(Tenant, Tenant.id == ScimCredential.tenant_id)
+                .where(ScimCredential.token_hash == presented)
+                .where(ScimCredential.revoked_at.is_(None))
+            )
+        ).first()
+        if (
+            row is None
+            or not hmac.compare_digest(row.token_hash, presented)
+            or not row.scim_enabled
+        ):
+            raise errors.Unauthorized(
+                "This SCIM token is not valid: it was regenerated or the integration was "
+                "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
+            )
+        self._check_host(headers, row.slug)
+        if not Plan(row.plan).includes_scim:
+            raise errors.Forbidden(
+                "SCIM provisioning is a Business-plan integration; this workspace is on the "
+                f"{Plan(row.plan).value} plan. Upgrade to Business to provision users."
+            )
+        await self._record_use(conn, row.id)
         return Principal(tenant_id=row.tenant_id, tenant_slug=row.slug, credential_id=row.id)
 
     def _check_host(self, headers: dict[bytes, bytes], slug: str) -> None:
@@ -163,4 +177,3 @@ class ScimAuthMiddleware:
             .where(ScimCredential.id == credential_id)
             .values(last_used_at=func.now())
         )
-        await conn.commit()

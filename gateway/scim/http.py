@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -50,6 +51,12 @@ def scim_json(data: Any, status: int = 200, headers: dict[str, str] | None = Non
     return Response(
         orjson.dumps(data), status_code=status, headers=headers, media_type=SCIM_MEDIA_TYPE
     )
+
+
+def connection(request: Request) -> AsyncConnection:
+    """The request's database connection, checked out by the auth middleware."""
+    conn: AsyncConnection = request.state.connection
+    return conn
 
 
 def principal(request: Request) -> Principal:

@@ -8,17 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.db import transaction
 from gateway.scim import errors, store
 from gateway.scim.filters import compile_filter, sort_expression
 from gateway.scim.http import (
     actor,
     base_url,
     check_if_match,
+    connection,
     idp_of,
     int_param,
     principal,
@@ -32,11 +33,6 @@ from gateway.scim.schema import apply_patch, parse_patch, parse_user
 MAX_RESULTS = 1000
 DEFAULT_COUNT = 100
 SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-
-
-def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
 
 
 def _single(row: Any, request: Request, status: int = 200, location: bool = False) -> Response:
@@ -111,10 +107,9 @@ async def _query(
             expression.desc().nulls_last() if descending else expression.asc().nulls_last()
         )
     projection = parse_projection(attributes, excluded)
-    async with _engine(request).connect() as conn:
-        total, rows = await store.search(
-            conn, principal(request).tenant_id, condition, order_by, first - 1, limit
-        )
+    total, rows = await store.search(
+        connection(request), principal(request).tenant_id, condition, order_by, first - 1, limit
+    )
     url = base_url(request)
     resources = [project(render_user(row, url), projection) for row in rows]
     return scim_json(list_response(resources, total, first))
@@ -123,15 +118,14 @@ async def _query(
 async def create_user(request: Request) -> Response:
     data = parse_user(await read_json(request))
     who = actor(request)
-    async with _engine(request).begin() as conn:
-        row, _written = await store.create(conn, who, data, source=idp_of(who.user_agent))
+    async with transaction(connection(request)) as conn:
+        row = await store.create(conn, who, data, source=idp_of(who.user_agent))
     return _single(row, request, status=201, location=True)
 
 
 async def get_user(request: Request) -> Response:
     scim_id = store.parse_scim_id(request.path_params["user_id"])
-    async with _engine(request).connect() as conn:
-        row = await store.get_live(conn, principal(request).tenant_id, scim_id)
+    row = await store.get_live(connection(request), principal(request).tenant_id, scim_id)
     return _single(row, request)
 
 
@@ -139,7 +133,7 @@ async def replace_user(request: Request) -> Response:
     data = parse_user(await read_json(request), replacing=True)
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with _engine(request).begin() as conn:
+    async with transaction(connection(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         row = await store.replace(conn, who, current, data)
@@ -150,7 +144,7 @@ async def patch_user(request: Request) -> Response:
     patch = parse_patch(await read_json(request))
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with _engine(request).begin() as conn:
+    async with transaction(connection(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         data = apply_patch(current.attributes, patch)
@@ -162,7 +156,7 @@ async def patch_user(request: Request) -> Response:
 async def delete_user(request: Request) -> Response:
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with _engine(request).begin() as conn:
+    async with transaction(connection(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         await store.mark_deleted(conn, who, current)

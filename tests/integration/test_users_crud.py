@@ -194,18 +194,38 @@ async def test_create_colliding_with_a_live_user_is_409_naming_the_attribute(
     assert "email" in collision.json()["detail"]
 
 
-async def test_a_retried_create_gets_the_same_201_not_a_409_loop(
+async def test_a_create_retried_after_a_lost_answer_recovers_through_the_lookup(
     client: httpx2.AsyncClient, db: Engine
 ) -> None:
+    """README, "Creating a user who already exists": 409, then the IdP's lookup links it."""
     body = user_body("jo@acme.test", externalId="00u9")
-    first = await client.post("/Users", json=body)
+    first = await client.post("/Users", json=body)  # committed; pretend the answer was lost
 
     retry = await client.post("/Users", json=body)
 
-    assert retry.status_code == 201
-    assert retry.json()["id"] == first.json()["id"]
-    assert retry.json()["meta"]["version"] == first.json()["meta"]["version"]
-    assert [e.kind for e in events(db)] == ["user.created"]
+    assert retry.status_code == 409
+    assert retry.json()["scimType"] == "uniqueness"
+    assert first.json()["id"] in retry.json()["detail"]
+    # What Okta (userName) and Entra (externalId) do next: look it up, then update it.
+    for lookup in ('userName eq "jo@acme.test"', 'externalId eq "00u9"'):
+        found = (await client.get("/Users", params={"filter": lookup})).json()
+        assert [u["id"] for u in found["Resources"]] == [first.json()["id"]]
+    updated = await client.put(f"/Users/{first.json()['id']}", json={**body, "title": "Chef"})
+    assert updated.status_code == 200
+    assert [e.kind for e in events(db)] == ["user.created", "user.updated"]
+
+
+async def test_a_deactivated_user_still_answers_the_lookup_so_a_create_never_loops(
+    client: httpx2.AsyncClient,
+) -> None:
+    body = user_body("kim@acme.test")
+    created = (await client.post("/Users", json=body)).json()
+    off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
+    await client.patch(f"/Users/{created['id']}", json=off)
+
+    assert (await client.post("/Users", json=body)).status_code == 409
+    found = (await client.get("/Users", params={"filter": 'userName eq "kim@acme.test"'})).json()
+    assert [u["id"] for u in found["Resources"]] == [created["id"]]
 
 
 async def test_if_match_is_honoured_on_put_patch_and_delete(client: httpx2.AsyncClient) -> None:
