@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -87,6 +87,20 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     return error.to_response()
 
 
+async def _data_refused(request: Request, exc: Exception) -> Response:
+    # PostgreSQL refused a value we let through (a byte it cannot store, a
+    # number out of range): the client's data, so a 400, never a 500.
+    log.warning(
+        "database refused a value request_id=%s error=%s",
+        getattr(request.state, "request_id", "-"),
+        type(getattr(exc, "orig", exc)).__name__,
+    )
+    return errors.InvalidValue(
+        "A value in this request cannot be stored by SimpleAMS; check for control characters "
+        "or out-of-range values."
+    ).to_response()
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "-")
     log.error("unhandled error request_id=%s", request_id, exc_info=exc)
@@ -136,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             errors.ScimError: _scim_error,
             HTTPException: _http_error,
+            DataError: _data_refused,
             OperationalError: _database_unavailable,
             DBAPIError: _database_unavailable,
             PoolTimeoutError: _database_unavailable,

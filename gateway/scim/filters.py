@@ -20,6 +20,7 @@ SQL's three-valued NULL would drop them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -65,12 +66,23 @@ users = User.__table__.c
 MAX_FILTER_LENGTH = 4096
 
 _CORE_PREFIX = CORE_USER_URN + ":"
+# JSONB constants bound as JSON values (a cast of a Python string would bind a JSON string).
+_EMPTY_ARRAY = literal([], JSONB)
+# scim2-models refuses expressions nested deeper than this; redundant
+# parentheses do not count there, so they are bounded before parsing.
+MAX_PARENTHESES_DEPTH = 32
 
 
 def compile_filter(text: str) -> ColumnElement[bool]:
     """Parse, validate and compile a filter; raises InvalidFilter with a reason."""
     if len(text) > MAX_FILTER_LENGTH:
         raise errors.InvalidFilter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+    if _parentheses_depth(text) > MAX_PARENTHESES_DEPTH:
+        raise errors.InvalidFilter(
+            f"The filter nests parentheses more than {MAX_PARENTHESES_DEPTH} deep."
+        )
+    if "\x00" in text or not _is_encodable(text):
+        raise errors.InvalidFilter("The filter contains a NUL or an invalid Unicode character.")
     try:
         with POLICY:
             parsed = ScimFilter[ScimUser](text)
@@ -79,6 +91,35 @@ def compile_filter(text: str) -> ColumnElement[bool]:
         raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc.detail}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc}") from None
+
+
+def _parentheses_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth -= 1
+    return deepest
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sort_expression(attribute: str) -> ColumnElement[Any]:
@@ -92,9 +133,22 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
     assert binding is not None
     location = _location(binding)
     if binding.is_multivalued:
-        # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary (here: first) value.
+        # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary
+        # value, or by its first one when none is primary.
         sub = (binding.sub_field_name and _wire(binding, sub=True)) or "value"
-        return func.lower(_json_path(location)[0][sub].astext)
+        values = _json_path(location)
+        elements = (
+            func.jsonb_array_elements(func.coalesce(values, _EMPTY_ARRAY))
+            .table_valued(column("value", JSONB))
+            .alias("element")
+        )
+        primary = (
+            select(elements.c.value[sub].astext)
+            .where(elements.c.value["primary"] == literal(True, JSONB))
+            .limit(1)
+            .scalar_subquery()
+        )
+        return func.lower(func.coalesce(primary, values[0][sub].astext))
     expression: ColumnElement[Any] = _scalar(binding)
     if _is_string(binding) and not binding.case_exact:
         return func.lower(expression)
@@ -120,7 +174,11 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
         return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
 
     def visit_not(self, node: Not) -> ColumnElement[bool]:
-        return not_(self.visit(node.expr))
+        # SQL's NULL would make `not (title eq "x")` drop users without a
+        # title; SCIM wants them. Only under NOT does NULL need folding to
+        # false: elsewhere WHERE already treats it as false, and a bare
+        # comparison keeps its index (`lower(user_name) = …`).
+        return not_(func.coalesce(self.visit(node.expr), false()))
 
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         binding = self._bind(node.attr_path, comparison=False)
@@ -132,15 +190,25 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 return self._any_element(
                     binding, lambda e: _present_json(e[_wire(binding, sub=True)])
                 )
-            return func.coalesce(func.jsonb_typeof(location) == "array", false()) & (
-                func.jsonb_array_length(func.coalesce(location, cast("[]", JSONB))) > 0
+            return (func.jsonb_typeof(location) == "array") & (
+                func.jsonb_array_length(func.coalesce(location, _EMPTY_ARRAY)) > 0
             )
         column_ = _column_for(binding)
         if column_ is not None:
-            return _two_valued(column_.is_not(None))
-        return _present_json(_json_path(_location(binding)))
+            present: ColumnElement[bool] = column_.is_not(None)
+            return present
+        keys = _location(binding)
+        if binding.sub_field_name:
+            keys = [*keys, _wire(binding, sub=True)]
+        return _present_json(_json_path(keys))
 
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
+        if isinstance(node.value, str) and ("\x00" in node.value or not _is_encodable(node.value)):
+            # PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate.
+            raise errors.InvalidFilter(
+                f"The value compared with '{node.attr_path}' contains a NUL or an invalid "
+                "Unicode character."
+            )
         binding = self._bind(node.attr_path, comparison=True)
         value = coerce_value(binding, node.value, node.op)
         if self.element is not None:
@@ -172,9 +240,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 f"'{node.attr_path}[...]' needs a multi-valued attribute (RFC 7644 §3.4.2.2)."
             )
         elements = (
-            func.jsonb_array_elements(
-                func.coalesce(_json_path(_location(binding)), cast("[]", JSONB))
-            )
+            func.jsonb_array_elements(func.coalesce(_json_path(_location(binding)), _EMPTY_ARRAY))
             .table_valued(column("value", JSONB))
             .alias("element")
         )
@@ -195,9 +261,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
 
     def _any_element(self, binding: AttributeBinding, condition: Any) -> ColumnElement[bool]:
         elements = (
-            func.jsonb_array_elements(
-                func.coalesce(_json_path(_location(binding)), cast("[]", JSONB))
-            )
+            func.jsonb_array_elements(func.coalesce(_json_path(_location(binding)), _EMPTY_ARRAY))
             .table_valued(column("value", JSONB))
             .alias("element")
         )
@@ -285,6 +349,9 @@ def _compare_id(op: CompareOperator, value: Any) -> ColumnElement[bool]:
         scim_id: uuid.UUID | None = uuid.UUID(str(value))
     except ValueError:
         scim_id = None
+    if scim_id is not None and str(scim_id) != value:
+        # RFC 7643 §3.1: id is caseExact; we only ever issue lowercase ids.
+        scim_id = None
     if op is CompareOperator.eq:
         return users.scim_id == scim_id if scim_id else false()
     return users.scim_id != scim_id if scim_id else true()
@@ -295,15 +362,12 @@ def _is_email_value(binding: AttributeBinding) -> bool:
 
 
 def _present_json(value: Any) -> ColumnElement[bool]:
-    return _two_valued(
+    present: ColumnElement[bool] = (
         value.is_not(None)
         & (func.jsonb_typeof(value) != "null")
-        & (value.not_in([cast('""', JSONB), cast("[]", JSONB), cast("{}", JSONB)]))
+        & (value.not_in([literal("", JSONB), _EMPTY_ARRAY, literal({}, JSONB)]))
     )
-
-
-def _two_valued(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return func.coalesce(condition, false())
+    return present
 
 
 def _like_escape(value: str) -> str:
@@ -320,12 +384,13 @@ def _compare(
         if isinstance(value, bool) and not isinstance(left.type, JSONB):
             right: Any = true() if value else false()
         else:
-            right = cast("true" if value else "false", JSONB)
+            right = literal(bool(value), JSONB)
         if op is CompareOperator.eq:
-            return _two_valued(left == right)
+            equal: ColumnElement[bool] = left == right
+            return equal
         return left.is_distinct_from(right)
     if value is None:
-        return _two_valued(left.is_(None) if op is CompareOperator.eq else left.is_not(None))
+        return left.is_(None) if op is CompareOperator.eq else left.is_not(None)
     if isinstance(value, datetime):
         right = literal(value)
     else:
@@ -339,8 +404,8 @@ def _compare(
             raise errors.InvalidFilter(f"'{op.value}' needs a string value.")
         escaped = _like_escape(value.lower() if not binding.case_exact else value)
         pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op.value]
-        return _two_valued(left.like(literal(pattern), escape="\\"))
-    comparisons = {
+        return left.like(literal(pattern), escape="\\")
+    comparisons: dict[CompareOperator, Callable[[], ColumnElement[bool]]] = {
         CompareOperator.eq: lambda: left == right,
         CompareOperator.gt: lambda: left > right,
         CompareOperator.ge: lambda: left >= right,
@@ -349,4 +414,4 @@ def _compare(
     }
     if op is CompareOperator.ne:
         return left.is_distinct_from(right)
-    return _two_valued(comparisons[op]())
+    return comparisons[op]()

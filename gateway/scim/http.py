@@ -36,9 +36,23 @@ async def read_json(request: Request) -> Any:
         if len(body) > settings.max_body_bytes:
             raise _too_large(settings)
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise errors.InvalidSyntax(f"The request body is not valid JSON: {exc}.") from None
+    if _contains_nul(data):
+        # JSON allows \u0000; PostgreSQL text and jsonb cannot store it.
+        raise errors.InvalidValue("A value in the request body contains a NUL character (\\u0000).")
+    return data
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 def _too_large(settings: Settings) -> errors.PayloadTooLarge:
@@ -113,8 +127,8 @@ def check_if_match(request: Request, version: int) -> None:
 def int_param(raw: Any, name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
-    if isinstance(raw, bool):
-        raise errors.InvalidValue(f"'{name}' must be an integer.")
+    if isinstance(raw, bool | float):
+        raise errors.InvalidValue(f"'{name}' must be an integer, got {raw!r}.")
     try:
         return int(raw)
     except (TypeError, ValueError):

@@ -57,6 +57,20 @@ async def test_malformed_bodies_are_4xx_and_write_nothing(
         assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
 
 
+async def test_a_nul_character_anywhere_in_the_body_is_invalid_value(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    # JSON allows \u0000, PostgreSQL cannot store it: a 400, not a 500.
+    for body in (
+        user_body("nul\u0000@acme.test"),
+        user_body("nul@acme.test", name={"givenName": "N\u0000"}),
+        user_body("nul@acme.test", **{"mail\u0000Nickname": "x"}),
+    ):
+        assert_scim_error(await client.post("/Users", json=body), 400, "invalidValue")
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+
+
 async def test_application_json_is_accepted_as_well_as_scim_json(
     client: httpx2.AsyncClient,
 ) -> None:
@@ -151,3 +165,15 @@ async def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
     assert "secret internals" not in response.text
     assert response.headers["x-request-id"] in response.json()["detail"]
     assert any("secret internals" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+async def test_a_value_postgresql_refuses_is_400_not_500(
+    client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The safety net behind the explicit checks: if a value ever reaches the
+    # database and is refused there, the IdP still gets a SCIM 400.
+    from gateway.scim import http
+
+    monkeypatch.setattr(http, "_contains_nul", lambda value: False)
+    response = await client.post("/Users", json=user_body("nul\u0000@acme.test"))
+    assert_scim_error(response, 400, "invalidValue")
