@@ -43,10 +43,12 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def report(name: str, latencies: list[float], elapsed: float, statuses: Counter[int]) -> None:
+def report(
+    name: str, unit: str, latencies: list[float], elapsed: float, statuses: Counter[int]
+) -> None:
     ms = [s * 1000 for s in latencies]
     print(
-        f"{name:>14}: {len(ms) / elapsed:8.1f} ops/s  p50 {percentile(ms, 50):6.1f} ms  "
+        f"{name:>14}: {len(ms) / elapsed:8.1f} {unit}/s  p50 {percentile(ms, 50):6.1f} ms  "
         f"p95 {percentile(ms, 95):6.1f}  p99 {percentile(ms, 99):6.1f}  max {max(ms):7.1f}  "
         f"statuses {dict(statuses)}"
     )
@@ -78,7 +80,7 @@ async def initial_sync(http: httpx2.AsyncClient, users: int, concurrency: int, r
     started = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    report("initial sync", latencies, elapsed, statuses)
+    report("initial sync", "users", latencies, elapsed, statuses)
     print("  p50 per 10% slice (ms):", " ".join(f"{statistics.median(s):.1f}" for s in slices if s))
 
 
@@ -97,7 +99,7 @@ async def paged_read(http: httpx2.AsyncClient) -> None:
         seen += body["itemsPerPage"]
         start_index += 100
     elapsed = time.perf_counter() - started
-    report("paged read", latencies, elapsed, statuses)
+    report("paged read", "pages", latencies, elapsed, statuses)
     print(f"  read {seen} of {total} users in {elapsed:.1f} s")
 
 
