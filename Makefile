@@ -27,7 +27,7 @@ up: install ## Bring everything up: services, migrations, demo tenant, then web 
 	  echo "Gateway: http://127.0.0.1:$(PORT)/scim/v2 (send Host: demo.simpleams.co.uk or use the token alone)"; \
 	  echo "Flower:  http://127.0.0.1:$${FLOWER_PORT:-5555}  (basic auth $$FLOWER_BASIC_AUTH)"; echo; \
 	  FLOWER_BASIC_AUTH=$$FLOWER_BASIC_AUTH PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
-	  $(VENV)/bin/honcho start -p $(PORT) web worker flower
+	  $(VENV)/bin/honcho start -p $(PORT) web worker relay beat flower
 
 .PHONY: test
 test: install ## Run the whole test suite: ruff, mypy --strict, then pytest against real services

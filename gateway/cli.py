@@ -6,7 +6,13 @@
     simpleams scim enable SLUG      # prints endpoint and token; token alone on the last line
     simpleams scim rotate SLUG
     simpleams scim disable SLUG
+    simpleams tenant set SLUG --notify-email ADDRESS
     simpleams demo [SLUG]           # business tenant + fresh token, for local bring-up
+    simpleams audit SLUG [--user EMAIL] [--since ISO] [--json]
+    simpleams events failed         # dead letters: side effects that failed for good
+    simpleams events retry ID|--all # put them back in the outbox
+    simpleams checkout SLUG EMAIL ASSET_TAG
+    simpleams checkin SLUG ASSET_TAG
 
 Exit status: 0 on success, 1 on an operator error (unknown tenant, wrong
 plan, database unreachable), 2 on bad usage.
@@ -15,15 +21,18 @@ plan, database unreachable), 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from importlib import resources
+from typing import Any
 
 from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from gateway import tenancy
+from gateway import operations, tenancy
 from gateway.settings import Settings
 from models.tenants import Plan, Tenant
 
@@ -59,6 +68,33 @@ def _parser() -> argparse.ArgumentParser:
     plan = tenant.add_parser("plan", help="change a tenant's plan")
     plan.add_argument("slug")
     plan.add_argument("plan", choices=PLANS)
+    settings = tenant.add_parser("set", help="change a tenant's settings")
+    settings.add_argument("slug")
+    settings.add_argument(
+        "--notify-email", required=True, help="where leaver alerts and digests go ('' to stop)"
+    )
+
+    audit = commands.add_parser("audit", help="read a tenant's audit log")
+    audit.add_argument("slug")
+    audit.add_argument("--user", metavar="EMAIL", help="only this user's entries")
+    audit.add_argument("--since", metavar="ISO", type=_timestamp, help="e.g. 2026-11-01T00:00Z")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    events = commands.add_parser("events", help="side effects that failed").add_subparsers(
+        dest="action", required=True
+    )
+    events.add_parser("failed", help="list dead letters")
+    retry = events.add_parser("retry", help="replay dead letters")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="EVENT_ID:EFFECT")
+    retry.add_argument("--all", action="store_true", help="every dead letter")
+
+    checkout = commands.add_parser("checkout", help="record an asset checkout")
+    checkout.add_argument("slug")
+    checkout.add_argument("email")
+    checkout.add_argument("asset_tag")
+    checkin = commands.add_parser("checkin", help="record an asset check-in")
+    checkin.add_argument("slug")
+    checkin.add_argument("asset_tag")
 
     scim = commands.add_parser("scim", help="manage the SCIM integration").add_subparsers(
         dest="action", required=True
@@ -78,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "events" and args.action == "retry" and bool(args.ids) == args.all:
+        parser.error("events retry: give dead-letter IDs or --all (not both)")
     settings = Settings.from_env()
     try:
         if args.command == "migrate":
@@ -86,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Database migrated to the latest schema.")
             return 0
         return _in_transaction(settings, lambda conn: _dispatch(args, conn, settings))
-    except tenancy.TenancyError as exc:
+    except tenancy.OperatorError as exc:
         print(f"simpleams: {exc}", file=sys.stderr)
         return 1
     except OperationalError as exc:
@@ -116,6 +155,22 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
     elif args.command == "tenant" and args.action == "plan":
         tenancy.set_plan(conn, args.slug, Plan(args.plan))
         print(f"Tenant {args.slug!r} is now on the {args.plan} plan.")
+    elif args.command == "tenant" and args.action == "set":
+        operations.set_notify_email(conn, args.slug, args.notify_email or None)
+        print(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
+    elif args.command == "audit":
+        _print_audit(operations.audit_entries(conn, args.slug, args.user, args.since), args.json)
+    elif args.command == "events" and args.action == "failed":
+        _print_dead_letters(operations.failed_side_effects(conn))
+    elif args.command == "events" and args.action == "retry":
+        count = operations.retry_side_effects(conn, None if args.all else args.ids)
+        print(f"{count} failed side effect(s) put back in the outbox; the relay will retry them.")
+    elif args.command == "checkout":
+        operations.record_checkout(conn, args.slug, args.email, args.asset_tag)
+        print(f"{args.asset_tag} checked out to {args.email}.")
+    elif args.command == "checkin":
+        operations.record_checkin(conn, args.slug, args.asset_tag)
+        print(f"{args.asset_tag} checked in.")
     elif args.command == "scim" and args.action in ("enable", "rotate"):
         issue = tenancy.issue_token if args.action == "enable" else tenancy.rotate_token
         _print_token(issue(conn, args.slug), settings)
@@ -130,6 +185,37 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
             tenancy.set_plan(conn, args.slug, Plan.business)
         _print_token(tenancy.issue_token(conn, args.slug), settings)
     return 0
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _print_audit(entries: Iterable[dict[str, Any]], as_json: bool) -> None:
+    for entry in entries:
+        if as_json:
+            print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+            continue
+        changed = ", ".join(
+            f"{name}: {before!r} -> {after!r}" for name, (before, after) in entry["changes"].items()
+        )
+        who = f"{entry['user']}  by {entry['actor']}"
+        print(f"{entry['time']}  {entry['action']:<11}  {who}  {changed}")
+
+
+def _print_dead_letters(letters: list[operations.DeadLetter]) -> None:
+    if not letters:
+        print("No failed side effects.")
+        return
+    for letter in letters:
+        print(
+            f"{letter.id:<24} {letter.tenant:<16} {letter.kind:<18} attempts={letter.attempts} "
+            f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S} {letter.error or ''}"
+        )
 
 
 def _print_token(issued: tenancy.IssuedToken, settings: Settings) -> None:

@@ -6,6 +6,7 @@ IdP's request path.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -15,7 +16,7 @@ from gateway.auth import display_prefix, generate_token, hash_token
 from models.tenants import Plan, ScimCredential, Tenant
 
 
-class TenancyError(Exception):
+class OperatorError(Exception):
     """An operator mistake with a message that says how to fix it."""
 
 
@@ -33,11 +34,16 @@ def create_tenant(conn: Connection, slug: str, name: str | None, plan: Plan) -> 
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
         if "slug_is_dns_label" in constraint:
-            raise TenancyError(
+            raise OperatorError(
                 f"{slug!r} is not a valid tenant slug: use 1-63 lowercase letters, digits and "
                 "hyphens, not starting or ending with a hyphen (it becomes SLUG.<base domain>)."
             ) from None
-        raise TenancyError(f"A tenant with the slug {slug!r} already exists.") from None
+        raise OperatorError(f"A tenant with the slug {slug!r} already exists.") from None
+
+
+def tenant_id_for(conn: Connection, slug: str) -> uuid.UUID:
+    tenant_id: uuid.UUID = _tenant(conn, slug).id
+    return tenant_id
 
 
 def _tenant(conn: Connection, slug: str) -> Tenant:
@@ -45,7 +51,7 @@ def _tenant(conn: Connection, slug: str) -> Tenant:
         select(Tenant.id, Tenant.slug, Tenant.plan).where(Tenant.slug == slug)
     ).first()
     if row is None:
-        raise TenancyError(
+        raise OperatorError(
             f"No tenant with the slug {slug!r}. Create it with `simpleams tenant create {slug}`."
         )
     return row  # type: ignore[return-value]
@@ -55,7 +61,7 @@ def issue_token(conn: Connection, slug: str) -> IssuedToken:
     """Enable SCIM (or rotate): a new token; any previous one stops working now."""
     tenant = _tenant(conn, slug)
     if not Plan(tenant.plan).includes_scim:
-        raise TenancyError(
+        raise OperatorError(
             f"Tenant {slug!r} is on the {tenant.plan} plan; SCIM is a Business-plan integration. "
             f"Upgrade it first (`simpleams tenant plan {slug} business`)."
         )
@@ -74,7 +80,9 @@ def rotate_token(conn: Connection, slug: str) -> IssuedToken:
     tenant = _tenant(conn, slug)
     enabled = conn.execute(select(Tenant.scim_enabled).where(Tenant.id == tenant.id)).scalar_one()
     if not enabled:
-        raise TenancyError(f"SCIM is not enabled for {slug!r}; use `simpleams scim enable {slug}`.")
+        raise OperatorError(
+            f"SCIM is not enabled for {slug!r}; use `simpleams scim enable {slug}`."
+        )
     return issue_token(conn, slug)
 
 

@@ -1,17 +1,29 @@
 """SimpleAMS provisioning data model. Depends on SQLAlchemy only."""
 
+from models.audit import AuditEntry
 from models.base import Base
-from models.outbox import EventKind, ProvisioningEvent, emit
+from models.checkouts import Asset, Checkout
+from models.notifications import DigestItem, Notification, NotificationKind
+from models.outbox import Effect, EventKind, ProvisioningEvent, RunStatus, SideEffectRun, emit
 from models.tenants import Plan, ScimCredential, Tenant
 from models.users import Role, Source, User
 
 __all__ = [
+    "Asset",
+    "AuditEntry",
     "Base",
+    "Checkout",
+    "DigestItem",
+    "Effect",
     "EventKind",
+    "Notification",
+    "NotificationKind",
     "Plan",
     "ProvisioningEvent",
     "Role",
+    "RunStatus",
     "ScimCredential",
+    "SideEffectRun",
     "Source",
     "Tenant",
     "User",

@@ -8,6 +8,13 @@ consumer must be idempotent, keyed by ``event id + effect``.
 
 Event kinds are past-tense facts. A DELETE from the IdP is ``user.deleted``
 and is handled as a soft deactivation, never a hard delete.
+
+Lifecycle of an event: written unpublished by the gateway; claimed by the
+relay, which publishes one Celery task per side effect (``workers/routing.py``)
+and sets ``published_at``; each task records a ``SideEffectRun`` (done, or
+failed = a dead letter) in the same transaction as its effect; the task that
+completes the last effect sets ``settled_at``. The relay's sweep re-publishes
+events published long ago and still unsettled (a task lost with Redis).
 """
 
 from __future__ import annotations
@@ -34,6 +41,19 @@ class EventKind(enum.StrEnum):
     user_restored = "user.restored"
 
 
+class Effect(enum.StrEnum):
+    """The side effects an event can fan out to; each is one Celery task."""
+
+    audit = "audit"
+    checkout_lock = "checkout_lock"
+    notify = "notify"
+
+
+class RunStatus(enum.StrEnum):
+    done = "done"
+    failed = "failed"  # a dead letter: listed and replayed with `simpleams events`
+
+
 class ProvisioningEvent(Base):
     __tablename__ = "provisioning_events"
     __table_args__ = (
@@ -42,6 +62,12 @@ class ProvisioningEvent(Base):
             "ix_provisioning_events_unpublished",
             "id",
             postgresql_where=text("published_at IS NULL"),
+        ),
+        # The sweep looks for published events whose effects have not all finished.
+        Index(
+            "ix_provisioning_events_unsettled",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL AND settled_at IS NULL"),
         ),
         Index("ix_provisioning_events_user", "user_id", "id"),
         Index("ix_provisioning_events_tenant_time", "tenant_id", "occurred_at"),
@@ -62,6 +88,23 @@ class ProvisioningEvent(Base):
     actor_user_agent: Mapped[str | None]
     request_id: Mapped[str | None]
     published_at: Mapped[datetime | None]
+    publish_count: Mapped[int] = mapped_column(server_default=text("0"))
+    settled_at: Mapped[datetime | None]
+
+
+class SideEffectRun(Base):
+    """One side effect of one event, finished: the idempotency key and the dead-letter list."""
+
+    __tablename__ = "side_effect_runs"
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("provisioning_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    effect: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(server_default=text("1"))
+    error: Mapped[str | None]
+    finished_at: Mapped[created_at]
 
 
 def emit(

@@ -40,6 +40,8 @@ class Tenant(Base):
     name: Mapped[str]
     plan: Mapped[str] = mapped_column(String(16), server_default=Plan.free.value)
     scim_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Where leaver alerts and provisioning digests go; none are sent without it.
+    notify_email: Mapped[str | None]
     created_at: Mapped[created_at]
 
 

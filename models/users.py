@@ -88,6 +88,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     # Set when the IdP DELETEs the user: deactivated and hidden from SCIM, never removed.
     deleted_at: Mapped[datetime | None]
+    # Maintained by the checkout-lock worker from active/deleted_at (models/checkouts.py).
+    checkout_locked: Mapped[bool] = mapped_column(server_default=text("false"))
     source: Mapped[str] = mapped_column(String(16), server_default=Source.manual.value)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # meta.version: bumped on every write, rendered as a weak ETag.

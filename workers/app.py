@@ -1,40 +1,69 @@
 """The Celery application and its configuration, in one place.
 
-Tasks arrive with the side-effect pipeline (audit, checkout-lock, notify);
-the settings below are the delivery guarantees they rely on.
+Delivery guarantees the tasks rely on (DEPENDENCIES.md, "Celery on Redis"):
+
+- ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies
+  mid-task is delivered again; every task is idempotent (models/outbox.py).
+- ``prefetch_multiplier=1``: a worker holds at most one unacknowledged
+  task per process, so a crash re-queues little.
+- A hard time limit well below Redis' visibility timeout: a task that ran
+  longer would be redelivered again and again.
+- No result backend: effects are recorded in PostgreSQL.
 """
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_init
+from kombu.entity import Queue
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+from workers.routing import DIGEST_TASK, QUEUES
+from workers.settings import settings
 
-app = Celery("simpleams")
+app = Celery("simpleams", include=["workers.audit", "workers.checkout_lock", "workers.notify"])
 app.conf.update(
-    broker_url=REDIS_URL,
-    # No result backend: tasks record their effects in PostgreSQL.
+    broker_url=settings.redis_url,
     result_backend=None,
+    task_ignore_result=True,
     task_serializer="json",
     accept_content=["json"],
     timezone="UTC",
     enable_utc=True,
-    # At-least-once: acknowledge after the task ran, and re-queue the task of
-    # a worker that died mid-task. Tasks are idempotent (models/outbox.py).
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="notify",
     # Flower needs task events to show what the workers do.
     worker_send_task_events=True,
     task_send_sent_event=True,
     # Keep our logging configuration (Warehouse does the same).
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
-    # A task running longer than the visibility timeout is redelivered again
-    # and again (DEPENDENCIES.md): keep the hard limit well below it.
-    broker_transport_options={"visibility_timeout": 300},
+    # The relay retries publishing itself (tenacity) and must not block for
+    # long on a frozen Redis: bound every socket operation.
+    task_publish_retry=False,
+    broker_transport_options={
+        "visibility_timeout": 300,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+    },
     task_time_limit=60,
     task_soft_time_limit=50,
+    beat_schedule={
+        "send-digests": {
+            "task": DIGEST_TASK.task_name,
+            "schedule": settings.digest_check_every_seconds,
+            "options": {"queue": DIGEST_TASK.queue, "expires": 60},
+        }
+    },
 )
+
+
+@worker_process_init.connect
+def _fresh_database_pool(**_: Any) -> None:
+    from workers.db import reset_after_fork
+
+    reset_after_fork()

@@ -1,28 +1,42 @@
-"""The workers' synchronous engine and one-session-per-task helper."""
+"""The workers' synchronous engine and one-transaction-per-task helper."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+from workers.settings import settings
 
 engine = create_engine(
-    DATABASE_URL,
+    settings.database_url,
     pool_size=2,
     max_overflow=2,
+    # Workers are not latency-critical; testing a connection before a task
+    # lets a task started after a PostgreSQL restart succeed first time.
     pool_pre_ping=True,
-    connect_args={"connect_timeout": 5, "application_name": "simpleams-worker"},
+    connect_args={"connect_timeout": 5},
 )
 SessionFactory = sessionmaker(engine, expire_on_commit=False)
 
 
+@event.listens_for(engine, "do_connect")
+def _name_connection(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    # The process id in pg_stat_activity tells ops which worker holds a lock.
+    cparams["application_name"] = f"simpleams-worker:{os.getpid()}"
+
+
+def reset_after_fork() -> None:
+    """Forked pool children must not share the parent's connections."""
+    engine.dispose(close=False)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One transaction for one task: commit on success, roll back on error."""
+    """One transaction: commit on success, roll back on error."""
     with SessionFactory.begin() as session:
         yield session

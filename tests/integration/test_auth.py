@@ -91,7 +91,7 @@ async def test_scim_is_a_business_plan_feature(
 async def test_enabling_scim_on_a_non_business_plan_is_refused(db: Engine) -> None:
     with db.begin() as conn:
         tenancy.create_tenant(conn, "freeco", None, Plan.free)
-    with pytest.raises(tenancy.TenancyError, match="Business"), db.begin() as conn:
+    with pytest.raises(tenancy.OperatorError, match="Business"), db.begin() as conn:
         tenancy.issue_token(conn, "freeco")
 
 

@@ -1,81 +1,52 @@
-"""The Procfile's worker and flower lines start and do their job with real Redis."""
+"""The Procfile's worker and flower lines start and do their job with a real Redis."""
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from tests.integration.live_server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+from tests.integration.pipeline import RedisServer, procfile_process, wait_for
 
 
-def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        process, _, command = line.partition(":")
-        if process.strip() == name:
-            return command.strip()
-    raise KeyError(name)
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
 
 
-@contextmanager
-def procfile_process(
-    name: str, env: dict[str, str], log: Path, extra_args: str = ""
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a Procfile line through a shell, as honcho and Heroku-style runners do."""
-    full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {procfile_command(name)} {extra_args}"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def wait_for(predicate: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)  # polling interval while waiting on a condition with a deadline
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_the_worker_line_starts_a_celery_worker_that_answers_ping(tmp_path: Path) -> None:
-    from workers.app import app
+def test_the_worker_line_starts_a_celery_worker_that_answers_ping(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from celery import Celery
 
     name = f"test-{os.getpid()}@"
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
-    log = tmp_path / "worker.log"
-    with procfile_process("worker", env, log, f"-n {shlex.quote(name + '%h')}") as worker:
+    env = {"REDIS_URL": redis_server.url}
+    with procfile_process("worker", env, tmp_path, f"-n {shlex.quote(name + '%h')}") as worker:
+        control = Celery(broker=redis_server.url).control
         wait_for(
-            lambda: any(name in key for reply in app.control.ping(timeout=1) for key in reply),
+            lambda: any(name in key for reply in control.ping(timeout=1) for key in reply),
             "the worker to answer ping",
         )
     # Warm shutdown on SIGTERM exits cleanly.
-    assert worker.returncode == 0, log.read_text()[-2000:]
+    assert worker.popen.returncode == 0, worker.output()[-2000:]
 
 
-def test_flower_requires_authentication(tmp_path: Path) -> None:
+def test_flower_requires_authentication(tmp_path: Path, redis_server: RedisServer) -> None:
     port = free_port()
-    env = {"FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": "ops:s3cret-test"}
-    with procfile_process("flower", env, tmp_path / "flower.log"):
+    env = {
+        "FLOWER_PORT": str(port),
+        "FLOWER_BASIC_AUTH": "ops:s3cret-test",
+        "REDIS_URL": redis_server.url,
+    }
+    with procfile_process("flower", env, tmp_path) as flower:
         url = f"http://127.0.0.1:{port}/api/workers"
 
         def answering() -> bool:
@@ -87,12 +58,11 @@ def test_flower_requires_authentication(tmp_path: Path) -> None:
         wait_for(answering, "flower to listen")
         assert httpx2.get(url, timeout=5).status_code == 401
         assert httpx2.get(url, auth=("ops", "s3cret-test"), timeout=5).status_code == 200
-    assert "s3cret-test" not in (tmp_path / "flower.log").read_text()
+    assert "s3cret-test" not in flower.output()
 
 
 def test_flower_refuses_to_start_without_credentials(tmp_path: Path) -> None:
-    env = {"FLOWER_BASIC_AUTH": ""}
-    with procfile_process("flower", env, tmp_path / "flower.log") as flower:
-        flower.wait(timeout=30)
-    assert flower.returncode != 0
-    assert re.search("FLOWER_BASIC_AUTH", (tmp_path / "flower.log").read_text())
+    with procfile_process("flower", {"FLOWER_BASIC_AUTH": ""}, tmp_path) as flower:
+        flower.popen.wait(timeout=30)
+    assert flower.popen.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in flower.output()

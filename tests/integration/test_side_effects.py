@@ -1,0 +1,281 @@
+"""The side-effect pipeline with real processes: SCIM write -> outbox -> relay ->
+Redis -> Celery worker -> PostgreSQL / SMTP. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import Engine, text
+
+from gateway import operations
+from tests.conftest import TenantHandle, user_body
+from tests.integration.live_server import free_port
+from tests.integration.pipeline import (
+    Process,
+    RedisServer,
+    SmtpSink,
+    procfile_process,
+    smtp_sink,
+    wait_for,
+)
+
+DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+REACTIVATE = {"Operations": [{"op": "replace", "value": {"active": True}}]}
+
+
+@dataclass
+class Pipeline:
+    env: dict[str, str]
+    redis: RedisServer
+    smtp: SmtpSink
+    log_dir: Path
+    stack: ExitStack
+
+    def start(self, name: str, extra_args: str = "", **env: str) -> Process:
+        return self.stack.enter_context(
+            procfile_process(name, {**self.env, **env}, self.log_dir, extra_args)
+        )
+
+
+@pytest.fixture
+def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    redis = RedisServer()
+    redis.start()
+    with ExitStack() as stack, smtp_sink() as smtp:
+        env = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis.url,
+            "SMTP_URL": smtp.url,
+            "SIMPLEAMS_BASE_DOMAIN": "simpleams.test",
+            "SIMPLEAMS_DIGEST_INTERVAL_SECONDS": "1",
+            "SIMPLEAMS_DIGEST_CHECK_SECONDS": "0.5",
+            "SIMPLEAMS_SWEEP_AFTER_SECONDS": "3",
+            "SIMPLEAMS_RELAY_POLL_SECONDS": "0.2",
+            "CELERY_BEAT_SCHEDULE": str(tmp_path / "beat-schedule"),
+        }
+        yield Pipeline(env, redis, smtp, tmp_path, stack)
+    redis.cleanup()
+
+
+def scalar(db: Engine, sql: str, **params: Any) -> Any:
+    with db.connect() as conn:
+        return conn.execute(text(sql), params).scalar()
+
+
+def rows(db: Engine, sql: str, **params: Any) -> list[Any]:
+    with db.connect() as conn:
+        return list(conn.execute(text(sql), params).all())
+
+
+def settled(db: Engine) -> bool:
+    return bool(scalar(db, "SELECT bool_and(settled_at IS NOT NULL) FROM provisioning_events"))
+
+
+async def test_a_scim_write_fans_out_to_audit_lock_and_email(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    with db.begin() as conn:
+        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+    for name in ("worker", "relay", "beat"):
+        pipeline.start(name)
+
+    created = (await client.post("/Users", json=user_body("lee@acme.test"))).json()
+    with db.begin() as conn:
+        operations.record_checkout(conn, tenant.slug, "lee@acme.test", "LAPTOP-7")
+    deactivated = await client.patch(f"/Users/{created['id']}", json=DEACTIVATE)
+    assert deactivated.status_code == 200
+
+    wait_for(lambda: settled(db) and scalar(db, "SELECT count(*) FROM audit_log") == 2, "effects")
+    entries = rows(
+        db, "SELECT action, actor_idp, request_id, changes FROM audit_log ORDER BY event_id"
+    )
+    assert [e.action for e in entries] == ["created", "deactivated"]
+    assert entries[1].changes == {"active": [True, False]}
+    assert entries[1].request_id == deactivated.headers["x-request-id"]
+    assert scalar(db, "SELECT checkout_locked FROM users") is True
+    assert scalar(db, "SELECT recovery_flagged_at IS NOT NULL FROM checkouts") is True
+
+    leaver = wait_for(
+        lambda: next((m for m in pipeline.smtp.messages if "Leaver" in m["Subject"]), None),
+        "the leaver alert",
+    )
+    assert leaver["To"] == "it-admins@acme.test"
+    assert leaver["Subject"] == "Leaver Lee Example still holds 1 asset"
+    assert leaver["Message-ID"] and leaver["Date"] and "SimpleAMS" in leaver["From"]
+    body = leaver.get_content()
+    staff_id = scalar(db, "SELECT id FROM users")
+    assert "LAPTOP-7" in body
+    assert f"https://acme.simpleams.test/staff/{staff_id}" in body
+
+    digest = wait_for(
+        lambda: next((m for m in pipeline.smtp.messages if "created" in m["Subject"]), None),
+        "the digest",
+    )
+    assert digest["Subject"] == "Your identity provider created 1 user"
+    assert "https://acme.simpleams.test/staff" in digest.get_content()
+    for message in pipeline.smtp.messages:
+        assert tenant.token not in message.as_string()
+        assert "sams_scim_" not in message.as_string()
+
+
+async def test_an_initial_sync_is_one_digest_not_one_email_per_user(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    with db.begin() as conn:
+        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+    okta = {"User-Agent": "Okta SCIM Client 1.0.0"}
+    for n in range(40):
+        response = await client.post("/Users", json=user_body(f"u{n}@acme.test"), headers=okta)
+        assert response.status_code == 201
+    pipeline.start("worker")
+    pipeline.start("relay")
+    wait_for(lambda: settled(db), "all events settled")
+    pipeline.start("beat")
+
+    digest = wait_for(lambda: pipeline.smtp.messages, "the digest")[0]
+    assert digest["Subject"] == "Okta created 40 users"
+    wait_for(lambda: scalar(db, "SELECT count(*) FROM notifications WHERE status = 'sent'"), "sent")
+    assert len(pipeline.smtp.messages) == 1
+
+
+async def test_writes_succeed_while_redis_is_down_and_every_effect_runs_once_after(
+    client: httpx2.AsyncClient, db: Engine, pipeline: Pipeline
+) -> None:
+    pipeline.start("worker")
+    pipeline.start("relay")
+    pipeline.redis.stop()
+
+    ids = []
+    for n in range(5):
+        response = await client.post("/Users", json=user_body(f"r{n}@acme.test"))
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    assert (await client.patch(f"/Users/{ids[0]}", json=DEACTIVATE)).status_code == 200
+    assert (await client.delete(f"/Users/{ids[1]}")).status_code == 204
+    assert scalar(db, "SELECT count(*) FROM provisioning_events WHERE published_at IS NULL") == 7
+
+    pipeline.redis.start()
+
+    wait_for(lambda: settled(db), "every event settled after Redis came back", timeout=90)
+    assert scalar(db, "SELECT count(*) FROM audit_log") == 7
+    # Every routed effect ran exactly once: 7 audits, 5+2 lock runs, 7 notify runs.
+    per_effect = dict(rows(db, "SELECT effect, count(*) FROM side_effect_runs GROUP BY effect"))
+    assert per_effect == {"audit": 7, "checkout_lock": 7, "notify": 7}
+    assert scalar(db, "SELECT count(*) FROM side_effect_runs WHERE status <> 'done'") == 0
+    locked = rows(db, "SELECT user_name FROM users WHERE checkout_locked ORDER BY user_name")
+    assert [r.user_name for r in locked] == ["r0@acme.test", "r1@acme.test"]
+
+
+async def test_a_task_killed_mid_run_runs_again_and_its_effect_happens_once(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    worker = pipeline.start("worker", WORKER_CONCURRENCY="1")
+    pipeline.start("relay")
+    created = (await client.post("/Users", json=user_body("kat@acme.test"))).json()
+    with db.begin() as conn:
+        operations.record_checkout(conn, tenant.slug, "kat@acme.test", "PHONE-3")
+    wait_for(lambda: settled(db), "the creation's effects")
+
+    # Hold the checkout row so the lock task blocks mid-transaction.
+    with db.connect() as blocker:
+        blocker.execute(text("SELECT id FROM checkouts FOR UPDATE"))
+        assert (await client.patch(f"/Users/{created['id']}", json=DEACTIVATE)).status_code == 200
+        waiting = wait_for(
+            lambda: scalar(
+                db,
+                "SELECT application_name FROM pg_stat_activity "
+                "WHERE application_name LIKE 'simpleams-worker:%' AND wait_event_type = 'Lock'",
+            ),
+            "the lock task to block on the checkout row",
+        )
+        os.kill(int(waiting.split(":")[1]), signal.SIGKILL)
+        blocker.rollback()
+
+    wait_for(lambda: settled(db), "the deactivation's effects after the kill", timeout=90)
+    assert re.search(r"SIGKILL|signal 9", worker.output())
+    assert scalar(db, "SELECT checkout_locked FROM users") is True
+    assert scalar(db, "SELECT recovery_flagged_at IS NOT NULL FROM checkouts") is True
+    assert (
+        scalar(db, "SELECT count(*) FROM side_effect_runs WHERE effect = 'checkout_lock'") == 2
+    )  # one per event: created, deactivated
+    assert scalar(db, "SELECT count(*) FROM audit_log") == 2
+
+
+async def test_deactivate_then_reactivate_ends_unlocked_even_when_run_out_of_order(
+    client: httpx2.AsyncClient, db: Engine, pipeline: Pipeline
+) -> None:
+    from celery import Celery
+
+    from workers.relay import CeleryPublisher
+
+    created = (await client.post("/Users", json=user_body("ooo@acme.test"))).json()
+    await client.patch(f"/Users/{created['id']}", json=DEACTIVATE)
+    await client.patch(f"/Users/{created['id']}", json=REACTIVATE)
+    events = rows(db, "SELECT id, kind FROM provisioning_events ORDER BY id")
+    assert [e.kind for e in events] == ["user.created", "user.deactivated", "user.reactivated"]
+
+    # No relay: publish by hand, newest first, to a single worker process.
+    publisher = CeleryPublisher(Celery(broker=pipeline.redis.url))
+    for event in reversed(events):
+        publisher.publish(event.id, event.kind)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE provisioning_events SET published_at = now()"))
+    pipeline.start("worker", WORKER_CONCURRENCY="1")
+
+    wait_for(lambda: settled(db), "all three events settled")
+    order = rows(
+        db,
+        "SELECT event_id FROM side_effect_runs WHERE effect = 'checkout_lock' ORDER BY finished_at",
+    )
+    assert [r.event_id for r in order] == [e.id for e in reversed(events)]
+    assert scalar(db, "SELECT checkout_locked FROM users") is False
+
+
+async def test_flower_lists_the_worker_and_the_tasks_it_processed(
+    client: httpx2.AsyncClient, db: Engine, pipeline: Pipeline
+) -> None:
+    port = free_port()
+    pipeline.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH="ops:watch")
+    api = f"http://127.0.0.1:{port}/api"
+
+    def flower(path: str) -> Any:
+        try:
+            response = httpx2.get(f"{api}{path}", auth=("ops", "watch"), timeout=5)
+        except httpx2.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    wait_for(lambda: flower("/workers") is not None, "flower to answer")
+    pipeline.start("worker", "-n flower-test@%h")
+    pipeline.start("relay")
+    await client.post("/Users", json=user_body("fl@acme.test"))
+    wait_for(lambda: settled(db), "the effects")
+
+    workers = wait_for(
+        lambda: (
+            (found := flower("/workers?refresh=1"))
+            and any("flower-test@" in w for w in found)
+            and found
+        ),
+        "flower to list the worker",
+    )
+    assert any("flower-test@" in name for name in workers)
+    tasks = wait_for(
+        lambda: (found := flower("/tasks")) and len(found) >= 3 and found, "flower to list tasks"
+    )
+    names = {task["name"] for task in tasks.values()}
+    assert names >= {
+        "simpleams.audit.record",
+        "simpleams.checkout.apply_lock",
+        "simpleams.notify.on_event",
+    }
+    assert {task["state"] for task in tasks.values()} == {"SUCCESS"}

@@ -1,0 +1,67 @@
+"""Sending one email over SMTP, with failures sorted into transient and permanent."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from workers.effects import PermanentError, TransientError
+from workers.settings import WorkerSettings
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def build_message(settings: WorkerSettings, to: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex[:12], domain="simpleams.co.uk")
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
+    message.set_content(body, charset="utf-8")
+    return message
+
+
+def send(settings: WorkerSettings, message: EmailMessage) -> None:
+    """Deliver through ``SMTP_URL``; raise TransientError or PermanentError."""
+    url = urlsplit(settings.smtp_url)
+    options = {key: values[-1] for key, values in parse_qs(url.query).items()}
+    implicit_tls = url.scheme == "smtps"
+    host = url.hostname or "127.0.0.1"
+    port = url.port or (465 if implicit_tls else 25)
+    context = ssl.create_default_context()
+    if options.get("verify", "true").lower() not in _TRUE:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        client: smtplib.SMTP = (
+            smtplib.SMTP_SSL(host, port, timeout=20, context=context)
+            if implicit_tls
+            else smtplib.SMTP(host, port, timeout=20)
+        )
+        with client:
+            if not implicit_tls and options.get("starttls", "false").lower() in _TRUE:
+                client.starttls(context=context)
+            if url.username:
+                client.login(unquote(url.username), unquote(url.password or ""))
+            client.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PermanentError(
+            f"the SMTP server refused the recipient(s): {list(exc.recipients)}"
+        ) from exc
+    except smtplib.SMTPResponseException as exc:
+        # RFC 5321 §4.2.1: 4yz is transient, 5yz permanent.
+        reason = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        if 400 <= exc.smtp_code < 500:
+            raise TransientError(reason) from exc
+        raise PermanentError(reason) from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        # Connection refused, timeouts, a dropped connection: the server may come back.
+        raise TransientError(
+            f"SMTP delivery to {host}:{port} failed: {type(exc).__name__}"
+        ) from exc

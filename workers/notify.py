@@ -1,0 +1,313 @@
+"""Side effect: tell the tenant's admins, without flooding them.
+
+- A leaver (deactivated or deleted by the IdP) who still holds assets gets an
+  immediate alert listing those assets.
+- Everything else becomes a digest item; ``send_digests`` (run by beat) folds
+  a tenant's pending items into one email at most every
+  ``SIMPLEAMS_DIGEST_INTERVAL_SECONDS``: an initial sync of 50,000 users is
+  one email per interval, not 50,000.
+
+Emails are recorded (models/notifications.py) before they are sent, and
+never contain a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from models.checkouts import open_checkouts
+from models.notifications import DigestItem, Notification, NotificationKind
+from models.outbox import Effect, EventKind, ProvisioningEvent
+from models.tenants import Tenant
+from models.users import User
+from workers import mail
+from workers.app import app
+from workers.db import session_scope
+from workers.effects import EffectTask, PermanentError, claim_run, settle_if_complete
+from workers.settings import settings
+
+log = logging.getLogger("simpleams.workers.notify")
+
+IDP_NAMES = {"okta": "Okta", "entra": "Microsoft Entra ID", "scim": "Your identity provider"}
+ACTIONS = {
+    EventKind.user_created: "created",
+    EventKind.user_updated: "updated",
+    EventKind.user_deactivated: "deactivated",
+    EventKind.user_reactivated: "reactivated",
+    EventKind.user_deleted: "deleted",
+    EventKind.user_restored: "restored",
+}
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    body: str
+
+
+# --- composing (pure) ---------------------------------------------------------
+
+
+def leaver_email(
+    tenant_slug: str,
+    to: str,
+    person: str,
+    idp: str,
+    held: list[tuple[str, str, datetime]],
+    staff_url: str,
+) -> Email:
+    count = len(held)
+    noun = "asset" if count == 1 else "assets"
+    lines = [
+        f"{IDP_NAMES.get(idp, IDP_NAMES['scim'])} has deactivated {person}, who still has "
+        f"{count} {noun} checked out. They can no longer check anything out; "
+        "please arrange for these to be returned:",
+        "",
+        *(f"  - {tag}  {name}  (checked out {when:%d %b %Y})" for tag, name, when in held),
+        "",
+        f"Staff record and checkout history: {staff_url}",
+        "",
+        f"-- SimpleAMS provisioning for {tenant_slug}",
+    ]
+    return Email(
+        to=to, subject=f"Leaver {person} still holds {count} {noun}", body="\n".join(lines)
+    )
+
+
+def digest_email(
+    tenant_slug: str, to: str, counts: Counter[tuple[str, str]], staff_url: str
+) -> Email:
+    """``counts`` maps (idp, event kind) to a number of users."""
+    per_idp: dict[str, list[str]] = {}
+    for (idp, kind), number in sorted(counts.items()):
+        action = ACTIONS[EventKind(kind)]
+        noun = "user" if number == 1 else "users"
+        per_idp.setdefault(idp, []).append(f"{action} {number:,} {noun}")
+    summaries = [
+        f"{IDP_NAMES.get(idp, IDP_NAMES['scim'])} {', '.join(parts)}"
+        for idp, parts in per_idp.items()
+    ]
+    lines = [
+        "Provisioning since the last summary:",
+        "",
+        *(f"  - {summary}" for summary in summaries),
+        "",
+        f"Staff list: {staff_url}",
+        "",
+        f"-- SimpleAMS provisioning for {tenant_slug}",
+    ]
+    return Email(to=to, subject="; ".join(summaries), body="\n".join(lines))
+
+
+def _deliver(email: Email) -> None:
+    mail.send(settings, mail.build_message(settings, email.to, email.subject, email.body))
+
+
+# --- per event ----------------------------------------------------------------
+
+
+def _is_leaving(event: ProvisioningEvent, user: User) -> bool:
+    # Decide on the user's current state: a leaver re-enabled since is not one.
+    left = event.kind in (EventKind.user_deactivated, EventKind.user_deleted)
+    return left and (not user.active or user.deleted_at is not None)
+
+
+@app.task(name="simpleams.notify.on_event", base=EffectTask, effect=Effect.notify)
+def on_event(event_id: int) -> str:
+    with session_scope() as session:
+        event = session.get(ProvisioningEvent, event_id)
+        if event is None:
+            raise PermanentError(f"provisioning event {event_id} does not exist")
+        tenant = session.get(Tenant, event.tenant_id)
+        user = session.get(User, event.user_id)
+        assert tenant is not None and user is not None
+        held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
+        if not tenant.notify_email or not held:
+            return _queue_for_digest(session, event, tenant)
+        alert = leaver_email(
+            tenant.slug,
+            tenant.notify_email,
+            user.display_name or user.email or user.user_name,
+            event.actor_idp,
+            held,
+            settings.staff_url(tenant.slug, user.id),
+        )
+        notification_id = _record_once(session, tenant, event, alert)
+        if notification_id is None:  # already sent by an earlier run
+            claim_run(session, event.id, Effect.notify)
+            settle_if_complete(session, event)
+            return "already sent"
+    # The row is committed before SMTP: a crash from here on resends, never skips.
+    _deliver(alert)
+    with session_scope() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id)
+            .values(status="sent", sent_at=func.now())
+        )
+        event = session.get(ProvisioningEvent, event_id)
+        assert event is not None
+        claim_run(session, event_id, Effect.notify)
+        settle_if_complete(session, event)
+    return "leaver alert sent"
+
+
+def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant) -> str:
+    if not claim_run(session, event.id, Effect.notify):
+        settle_if_complete(session, event)
+        return "already done"
+    if tenant.notify_email:
+        session.execute(
+            pg_insert(DigestItem)
+            .values(
+                event_id=event.id,
+                tenant_id=tenant.id,
+                kind=event.kind,
+                actor_idp=event.actor_idp,
+            )
+            .on_conflict_do_nothing()
+        )
+    settle_if_complete(session, event)
+    return "queued for digest" if tenant.notify_email else "no notification address"
+
+
+def _record_once(
+    session: Session, tenant: Tenant, event: ProvisioningEvent, email: Email
+) -> uuid.UUID | None:
+    """The pending notification's id, or None when this alert was already sent."""
+    session.execute(
+        pg_insert(Notification)
+        .values(
+            tenant_id=tenant.id,
+            kind=NotificationKind.leaver_with_assets.value,
+            event_id=event.id,
+            recipient=email.to,
+            subject=email.subject,
+        )
+        .on_conflict_do_nothing()
+    )
+    row = session.execute(
+        select(Notification.id, Notification.status).where(
+            Notification.event_id == event.id,
+            Notification.kind == NotificationKind.leaver_with_assets.value,
+            Notification.recipient == email.to,
+        )
+    ).one()
+    return None if row.status == "sent" else row.id
+
+
+# --- digests ------------------------------------------------------------------
+
+
+@app.task(name="simpleams.notify.send_digests", acks_late=True, ignore_result=True)
+def send_digests() -> int:
+    """Send each tenant with pending items one digest, at most once per interval."""
+    with session_scope() as session:
+        tenant_ids = session.scalars(
+            select(DigestItem.tenant_id).where(DigestItem.notification_id.is_(None)).distinct()
+        ).all()
+    prepared = _unsent_digests() + [
+        digest for digest in map(_prepare_digest, tenant_ids) if digest is not None
+    ]
+    sent = 0
+    for notification_id, email in prepared:
+        _deliver(email)
+        with session_scope() as session:
+            session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id)
+                .values(status="sent", sent_at=func.now())
+            )
+        sent += 1
+    return sent
+
+
+def _prepare_digest(tenant_id: uuid.UUID) -> tuple[uuid.UUID, Email] | None:
+    with session_scope() as session:
+        # One digest builder per tenant at a time (two beats, overlapping runs).
+        tenant = session.scalars(
+            select(Tenant).where(Tenant.id == tenant_id).with_for_update(skip_locked=True)
+        ).one_or_none()
+        if tenant is None or not tenant.notify_email:
+            return None
+        since = datetime.now().astimezone() - timedelta(seconds=settings.digest_interval_seconds)
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(
+                Notification.tenant_id == tenant_id,
+                Notification.kind == NotificationKind.digest.value,
+                Notification.created_at > since,
+            )
+        )
+        pending = session.scalar(
+            select(func.count())
+            .select_from(DigestItem)
+            .where(DigestItem.tenant_id == tenant_id, DigestItem.notification_id.is_(None))
+        )
+        if recent or not pending:
+            return None
+        notification = Notification(
+            tenant_id=tenant_id,
+            kind=NotificationKind.digest.value,
+            recipient=tenant.notify_email,
+            subject="",
+        )
+        session.add(notification)
+        session.flush()
+        session.execute(
+            update(DigestItem)
+            .where(DigestItem.tenant_id == tenant_id, DigestItem.notification_id.is_(None))
+            .values(notification_id=notification.id)
+        )
+        email = _digest_for(session, tenant, notification.id)
+        notification.subject = email.subject[:500]
+        return notification.id, email
+
+
+def _digest_for(session: Session, tenant: Tenant, notification_id: uuid.UUID) -> Email:
+    counts = Counter(
+        (row.actor_idp, row.kind)
+        for row in session.execute(
+            select(DigestItem.actor_idp, DigestItem.kind).where(
+                DigestItem.notification_id == notification_id
+            )
+        )
+    )
+    assert tenant.notify_email is not None
+    return digest_email(
+        tenant.slug,
+        tenant.notify_email,
+        counts,
+        f"https://{tenant.slug}.{settings.base_domain}/staff",
+    )
+
+
+def _unsent_digests() -> list[tuple[uuid.UUID, Email]]:
+    """Digests prepared by a run that died before sending them: send them now."""
+    stale = datetime.now().astimezone() - timedelta(minutes=2)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Notification.id, Notification.tenant_id)
+            .where(
+                Notification.kind == NotificationKind.digest.value,
+                Notification.status == "pending",
+                Notification.created_at < stale,
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        unsent = []
+        for row in rows:
+            tenant = session.get(Tenant, row.tenant_id)
+            if tenant is not None and tenant.notify_email:
+                unsent.append((row.id, _digest_for(session, tenant, row.id)))
+        return unsent

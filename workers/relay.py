@@ -1,0 +1,214 @@
+"""The relay: outbox rows -> Celery tasks. Runs as its own process (`relay` in the Procfile).
+
+    python -m workers.relay
+
+Loop: claim a batch of unpublished events (``FOR UPDATE SKIP LOCKED``, so
+two relays never claim the same rows), publish one task per side effect with
+a deterministic task id, mark them published, commit. A crash between
+publishing and committing publishes again; tasks are idempotent. Between
+batches the relay sleeps on PostgreSQL ``LISTEN provisioning_events`` (a
+trigger NOTIFYs on every committed insert) with a short timeout as a
+fallback, and every so often sweeps: events published long ago whose
+effects have not all finished (their task was lost with a Redis restart)
+are published again.
+
+Broker errors are retried with tenacity; while Redis is down events simply
+stay in the outbox, and the IdP's requests never notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import psycopg
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+from sqlalchemy import Engine, func, update
+from sqlalchemy import select as sql_select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from models.outbox import ProvisioningEvent
+from workers.routing import ROUTES, effects_for, task_id
+from workers.settings import WorkerSettings
+
+log = logging.getLogger("simpleams.relay")
+
+BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, TimeoutError)
+DATABASE_ERRORS = (SQLAlchemyOperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+CHANNEL = "provisioning_events"
+
+
+class Publisher(Protocol):
+    def publish(self, event_id: int, kind: str) -> None: ...
+
+
+class CeleryPublisher:
+    """Publishes one task per side effect of an event, by stable name and id."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    @retry(
+        retry=retry_if_exception_type(BROKER_ERRORS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
+        stop=stop_after_delay(30),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    def publish(self, event_id: int, kind: str) -> None:
+        for effect in effects_for(kind):
+            route = ROUTES[effect]
+            self.app.send_task(
+                route.task_name,
+                kwargs={"event_id": event_id},
+                task_id=task_id(event_id, effect),
+                queue=route.queue,
+            )
+
+
+@dataclass
+class Relay:
+    """
+    :param engine: a synchronous engine on the application database.
+    :param publisher: where tasks go (Celery in production, a fake in unit tests).
+    :param batch_size: events claimed per transaction.
+    :param sweep_after: re-publish events still unsettled this long after publishing.
+    """
+
+    engine: Engine
+    publisher: Publisher
+    batch_size: int = 500
+    sweep_after: timedelta = timedelta(minutes=5)
+
+    def drain_once(self) -> int:
+        """Publish one batch of unpublished events; returns how many."""
+        return self._publish_claimed(
+            sql_select(ProvisioningEvent.id, ProvisioningEvent.kind)
+            .where(ProvisioningEvent.published_at.is_(None))
+            .order_by(ProvisioningEvent.id)
+        )
+
+    def sweep_once(self) -> int:
+        """Publish again events whose effects have not all finished in time."""
+        cutoff = func.now() - self.sweep_after
+        return self._publish_claimed(
+            sql_select(ProvisioningEvent.id, ProvisioningEvent.kind)
+            .where(
+                ProvisioningEvent.published_at.is_not(None),
+                ProvisioningEvent.settled_at.is_(None),
+                ProvisioningEvent.published_at < cutoff,
+            )
+            .order_by(ProvisioningEvent.published_at)
+        )
+
+    def _publish_claimed(self, query: Any) -> int:
+        with self.engine.begin() as conn:
+            rows: Sequence[Any] = conn.execute(
+                query.limit(self.batch_size).with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                self.publisher.publish(row.id, row.kind)
+            if rows:
+                conn.execute(
+                    update(ProvisioningEvent)
+                    .where(ProvisioningEvent.id.in_([row.id for row in rows]))
+                    .values(
+                        published_at=func.now(),
+                        publish_count=ProvisioningEvent.publish_count + 1,
+                    )
+                )
+        return len(rows)
+
+
+class Listener:
+    """A dedicated autocommit connection LISTENing for new events."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self.conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+
+    def wait(self, timeout: float) -> None:
+        """Return when an event was committed, or after ``timeout`` seconds."""
+        ready, _, _ = select.select([self.conn.fileno()], [], [], timeout)
+        if ready:
+            # Drain every pending notification: one wake-up per batch is enough.
+            for _ in self.conn.notifies(timeout=0):
+                pass
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run(settings: WorkerSettings) -> None:
+    from workers.app import app
+    from workers.db import engine
+
+    relay = Relay(
+        engine, CeleryPublisher(app), sweep_after=timedelta(seconds=settings.sweep_after_seconds)
+    )
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    listener: Listener | None = None
+    next_sweep = time.monotonic()
+    log.info("relay started")
+    while not stopping:
+        try:
+            if listener is None:
+                listener = Listener(settings.database_url)
+            published = relay.drain_once()
+            if time.monotonic() >= next_sweep:
+                swept = relay.sweep_once()
+                if swept:
+                    log.warning("re-published %d unsettled events", swept)
+                next_sweep = time.monotonic() + max(1.0, settings.sweep_after_seconds / 4)
+            if published:
+                log.info("published %d events", published)
+                continue  # drain until the outbox is empty
+            listener.wait(settings.relay_poll_seconds)
+        except BROKER_ERRORS as exc:
+            # tenacity gave up for now: the events stay unpublished; try again.
+            log.error("broker unavailable, events stay in the outbox: %s", type(exc).__name__)
+            time.sleep(settings.relay_poll_seconds)
+        except DATABASE_ERRORS as exc:
+            log.error("database unavailable: %s", type(exc).__name__)
+            if listener is not None:
+                listener.close()
+                listener = None
+            time.sleep(settings.relay_poll_seconds)
+    if listener is not None:
+        listener.close()
+    log.info("relay stopped")
+
+
+def main() -> None:
+    from workers.settings import settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The fan-out table: which side effects each event kind has, and where they run.
+
+Task names are a contract (the relay sends by name; ops read them in Flower),
+so they are explicit and never derived from module paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.outbox import Effect, EventKind
+
+
+@dataclass(frozen=True)
+class Route:
+    task_name: str
+    queue: str
+
+
+ROUTES: dict[Effect, Route] = {
+    Effect.audit: Route("simpleams.audit.record", "audit"),
+    Effect.checkout_lock: Route("simpleams.checkout.apply_lock", "checkout"),
+    Effect.notify: Route("simpleams.notify.on_event", "notify"),
+}
+
+# Every event is audited and considered for notification. The lock follows
+# every change that can flip active/deleted (a create can arrive inactive).
+EFFECTS: dict[EventKind, tuple[Effect, ...]] = {
+    EventKind.user_created: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_updated: (Effect.audit, Effect.notify),
+    EventKind.user_deactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_reactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_deleted: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_restored: (Effect.audit, Effect.checkout_lock, Effect.notify),
+}
+
+DIGEST_TASK = Route("simpleams.notify.send_digests", "notify")
+QUEUES = ("audit", "checkout", "notify")
+
+
+def effects_for(kind: str) -> tuple[Effect, ...]:
+    return EFFECTS[EventKind(kind)]
+
+
+def task_id(event_id: int, effect: Effect) -> str:
+    """Deterministic: the same event and effect always publish under the same id."""
+    return f"{event_id}:{effect.value}"

@@ -1,0 +1,65 @@
+"""Worker-side configuration, read once from the environment.
+
+Workers never import the gateway, so the few settings both need (database,
+base domain) are read here again from the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """
+    :param database_url: the same ``postgresql+psycopg://`` URL as the gateway's.
+    :param redis_url: the Celery broker.
+    :param base_domain: staff pages live at ``https://SLUG.<base_domain>/staff/ID``.
+    :param smtp_url: ``smtp://[user:password@]host[:port][?starttls=true]`` or
+        ``smtps://…`` (implicit TLS).
+    :param mail_from: the From header of every notification.
+    :param digest_interval_seconds: at most one digest per tenant this often.
+    :param sweep_after_seconds: the relay re-publishes events still unsettled
+        this long after publishing (their task was lost, e.g. with Redis).
+    """
+
+    database_url: str = "postgresql+psycopg://root@127.0.0.1:5432/test"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    base_domain: str = "simpleams.co.uk"
+    smtp_url: str = "smtp://127.0.0.1:25"
+    mail_from: str = "SimpleAMS <no-reply@simpleams.co.uk>"
+    digest_interval_seconds: int = 300
+    digest_check_every_seconds: float = 30.0
+    sweep_after_seconds: int = 300
+    relay_poll_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        env = os.environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL", defaults.database_url),
+            redis_url=env.get("REDIS_URL", defaults.redis_url),
+            base_domain=env.get("SIMPLEAMS_BASE_DOMAIN", defaults.base_domain).lower().strip("."),
+            smtp_url=env.get("SMTP_URL", defaults.smtp_url),
+            mail_from=env.get("SIMPLEAMS_MAIL_FROM", defaults.mail_from),
+            digest_interval_seconds=int(
+                env.get("SIMPLEAMS_DIGEST_INTERVAL_SECONDS", defaults.digest_interval_seconds)
+            ),
+            digest_check_every_seconds=float(
+                env.get("SIMPLEAMS_DIGEST_CHECK_SECONDS", defaults.digest_check_every_seconds)
+            ),
+            sweep_after_seconds=int(
+                env.get("SIMPLEAMS_SWEEP_AFTER_SECONDS", defaults.sweep_after_seconds)
+            ),
+            relay_poll_seconds=float(
+                env.get("SIMPLEAMS_RELAY_POLL_SECONDS", defaults.relay_poll_seconds)
+            ),
+        )
+
+    def staff_url(self, slug: str, user_id: object) -> str:
+        return f"https://{slug}.{self.base_domain}/staff/{user_id}"
+
+
+settings = WorkerSettings.from_env()
