@@ -71,34 +71,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    if (
-        isinstance(exc, DBAPIError)
-        and not isinstance(exc, OperationalError)
-        and not exc.connection_invalidated
-    ):
-        return await _server_error(request, exc)
-    log.warning(
-        "database unavailable request_id=%s error=%s",
-        getattr(request.state, "request_id", "-"),
-        type(exc).__name__,
-    )
-    error = errors.ServiceUnavailable(headers={"Retry-After": "5"})
-    return error.to_response()
+# SQLSTATE classes that mean "PostgreSQL is unavailable right now": connection
+# exceptions, insufficient resources, operator intervention (restart, a
+# statement timeout). The IdP should retry those later.
+_UNAVAILABLE = ("08", "53", "57")
+# Data exceptions and program limits (a value too long to index): the
+# client's data, so a 400.
+_REFUSED_DATA = ("22", "54")
 
 
-async def _data_refused(request: Request, exc: Exception) -> Response:
-    # PostgreSQL refused a value we let through (a byte it cannot store, a
-    # number out of range): the client's data, so a 400, never a 500.
-    log.warning(
-        "database refused a value request_id=%s error=%s",
-        getattr(request.state, "request_id", "-"),
-        type(getattr(exc, "orig", exc)).__name__,
+async def _database_error(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", "-")
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    unavailable = (
+        isinstance(exc, PoolTimeoutError)
+        or getattr(exc, "connection_invalidated", False)
+        or sqlstate[:2] in _UNAVAILABLE
+        or (isinstance(exc, OperationalError) and not sqlstate)
     )
-    return errors.InvalidValue(
-        "A value in this request cannot be stored by SimpleAMS; check for control characters "
-        "or out-of-range values."
-    ).to_response()
+    if unavailable:
+        log.warning("database unavailable request_id=%s sqlstate=%s", request_id, sqlstate or "-")
+        return errors.ServiceUnavailable(headers={"Retry-After": "5"}).to_response()
+    if sqlstate[:2] in _REFUSED_DATA or isinstance(exc, DataError):
+        # PostgreSQL refused a value our validation let through.
+        log.warning("database refused a value request_id=%s sqlstate=%s", request_id, sqlstate)
+        return errors.InvalidValue(
+            "A value in this request cannot be stored by SimpleAMS (too long, or containing "
+            "characters it cannot store); shorten or correct it."
+        ).to_response()
+    return await _server_error(request, exc)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -150,10 +151,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             errors.ScimError: _scim_error,
             HTTPException: _http_error,
-            DataError: _data_refused,
-            OperationalError: _database_unavailable,
-            DBAPIError: _database_unavailable,
-            PoolTimeoutError: _database_unavailable,
+            DBAPIError: _database_error,
+            PoolTimeoutError: _database_error,
             Exception: _server_error,
         },
         lifespan=lifespan,

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.db import request_connection
+from gateway.db import reading
 from gateway.scim import errors
 from gateway.settings import Settings
 from models.tenants import Plan, ScimCredential, Tenant
@@ -108,16 +108,14 @@ class ScimAuthMiddleware:
         except errors.ScimError as exc:
             await exc.to_response()(scope, receive, send)
             return
-        async with request_connection(self.engine) as conn:
-            try:
+        try:
+            async with reading(self.engine) as conn:
                 principal = await self._authenticate(conn, scope, token)
-            except errors.ScimError as exc:
-                await exc.to_response()(scope, receive, send)
-                return
-            state = scope.setdefault("state", {})
-            state["principal"] = principal
-            state["connection"] = conn
-            await self.app(scope, receive, send)
+        except errors.ScimError as exc:
+            await exc.to_response()(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
     async def _authenticate(self, conn: AsyncConnection, scope: Scope, token: str) -> Principal:
         headers = dict(scope["headers"])

@@ -1,12 +1,13 @@
-"""The gateway's async engine and its per-request connection.
+"""The gateway's async engine and how requests use it.
 
 The hot paths use SQLAlchemy Core on an ``AsyncConnection`` (about 1.5x the
 ORM's throughput here, DEPENDENCIES.md). Round trips to PostgreSQL are the
-main cost of a SCIM request, so each request checks out ONE connection (in
-the auth middleware) and uses it in autocommit for its single-statement reads
-(no BEGIN/ROLLBACK around a lookup). Writes open a real transaction on the
-same connection with ``transaction()``; data functions receive the connection
-and never commit.
+main cost of a SCIM request, so single-statement reads run in autocommit (no
+BEGIN/ROLLBACK around a lookup) and writes open one short READ COMMITTED
+transaction. A connection is checked out only around database work, after
+the request body has been read and validated: a client that sends its body
+slowly must not hold a pooled connection other tenants need. Data functions
+receive the connection and never commit.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # PostgreSQL restart the first request on a dead connection fails
         # with a 503 (IdPs retry) and SQLAlchemy invalidates the whole pool,
         # so the gateway recovers by itself.
+        # Bound parameters are user documents (personal data): keep them out
+        # of logged errors.
+        hide_parameters=True,
         connect_args={
             "connect_timeout": 5,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
@@ -40,23 +44,19 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 @asynccontextmanager
-async def request_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One pooled connection for one request, in autocommit for single-statement reads."""
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit, for single-statement reads."""
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
 
 
 @asynccontextmanager
-async def transaction(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
-    """A READ COMMITTED transaction on the request's connection.
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One READ COMMITTED transaction, committed when the block exits.
 
-    It commits when the block exits, before the endpoint builds its response:
-    the IdP is only told "created" once the row and its event are durable.
+    The endpoint builds its response after the block: the IdP is only told
+    "created" once the row and its event are durable.
     """
-    # Under autocommit SQLAlchemy still tracks a logical transaction for the
-    # earlier reads; ending it costs no round trip.
-    await conn.commit()
-    await conn.execution_options(isolation_level="READ COMMITTED")
-    async with conn.begin():
+    async with engine.begin() as conn:
         yield conn

@@ -53,14 +53,35 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         # RFC 7643: userName and emails are caseExact=false, so uniqueness is
-        # on lower(). Deleted users keep their names: a re-hire restores them.
-        Index("uq_users_tenant_username", "tenant_id", func.lower(text("user_name")), unique=True),
+        # on lower(). Only live users count: the IdP cannot see users it
+        # deleted, so they must not block its writes (a re-hire finds them by
+        # a lookup instead, gateway/scim/store.py::create).
+        Index(
+            "uq_users_tenant_username",
+            "tenant_id",
+            func.lower(text("user_name")),
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         Index(
             "uq_users_tenant_email",
             "tenant_id",
             func.lower(text("email")),
             unique=True,
-            postgresql_where=text("email IS NOT NULL"),
+            postgresql_where=text("email IS NOT NULL AND deleted_at IS NULL"),
+        ),
+        # A re-hire looks deleted users up by the same keys; they are few.
+        Index(
+            "ix_users_deleted_username",
+            "tenant_id",
+            func.lower(text("user_name")),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_users_deleted_email",
+            "tenant_id",
+            func.lower(text("email")),
+            postgresql_where=text("deleted_at IS NOT NULL"),
         ),
         Index("ix_users_tenant_external_id", "tenant_id", "external_id"),
         # `emails eq "x"` (Entra) matches any of the user's addresses.

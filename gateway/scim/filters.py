@@ -30,7 +30,6 @@ from scim2_models.path import (
     AttrPath,
     CompareOperator,
     Comparison,
-    FilterNode,
     FilterVisitor,
     LogicalExpr,
     LogicalOperator,
@@ -127,10 +126,14 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
     try:
         with POLICY:
             parsed = ScimFilter[ScimUser](f"{attribute} pr")
-            binding = parsed.resolve(AttrPath_of(parsed.ast), strict=True)
+            node = parsed.ast
+            if not isinstance(node, Present):
+                raise ValueError("name one attribute, e.g. sortBy=name.familyName")
+            binding = parsed.resolve(node.attr_path, strict=True)
+            if binding is None:
+                raise ValueError("unknown attribute")
     except (SCIMException, ValueError) as exc:
         raise errors.InvalidValue(f"Cannot sort by {attribute!r}: {exc}") from None
-    assert binding is not None
     location = _location(binding)
     if binding.is_multivalued:
         # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary
@@ -153,11 +156,6 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
     if _is_string(binding) and not binding.case_exact:
         return func.lower(expression)
     return expression
-
-
-def AttrPath_of(node: FilterNode) -> AttrPath:
-    assert isinstance(node, Present)
-    return node.attr_path
 
 
 class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
@@ -210,6 +208,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 "Unicode character."
             )
         binding = self._bind(node.attr_path, comparison=True)
+        _check_literal(binding, node)
         value = coerce_value(binding, node.value, node.op)
         if self.element is not None:
             return _compare(_element_scalar(self.element, binding), binding, node.op, value)
@@ -339,6 +338,27 @@ def _is_string(binding: AttributeBinding) -> bool:
     )
 
 
+_ENTRA_BOOLEANS = {"true", "false"}
+
+
+def _check_literal(binding: AttributeBinding, node: Comparison) -> None:
+    """Refuse literals of the wrong JSON type instead of coercing them ("yes" is not true)."""
+    raw = node.value
+    if raw is None:
+        return
+    if binding.target_type is bool:
+        # Entra sends booleans as strings ("True"); anything else is a mistake.
+        if isinstance(raw, bool) or (isinstance(raw, str) and raw.lower() in _ENTRA_BOOLEANS):
+            return
+        raise errors.InvalidFilter(
+            f"'{node.attr_path}' is a boolean: compare it with true or false."
+        )
+    if binding.target_type is datetime and not isinstance(raw, str):
+        raise errors.InvalidFilter(
+            f"'{node.attr_path}' is a dateTime: compare it with a quoted ISO 8601 time."
+        )
+
+
 def _is_id(binding: AttributeBinding) -> bool:
     return binding.urn.lower() == f"{_CORE_PREFIX}id".lower()
 
@@ -378,19 +398,21 @@ def _like_escape(value: str) -> str:
 def _compare(
     left: ColumnElement[Any], binding: AttributeBinding, op: CompareOperator, value: Any
 ) -> ColumnElement[bool]:
+    if value is None:
+        if op not in (CompareOperator.eq, CompareOperator.ne):
+            raise errors.InvalidFilter(f"'{op.value}' cannot compare with null.")
+        return left.is_(None) if op is CompareOperator.eq else left.is_not(None)
     if binding.target_type is bool:
         if op not in (CompareOperator.eq, CompareOperator.ne):
             raise errors.InvalidFilter(f"'{op.value}' cannot compare the boolean '{binding.urn}'.")
-        if isinstance(value, bool) and not isinstance(left.type, JSONB):
-            right: Any = true() if value else false()
+        if isinstance(left.type, JSONB):
+            right: Any = literal(bool(value), JSONB)
         else:
-            right = literal(bool(value), JSONB)
+            right = true() if value else false()
         if op is CompareOperator.eq:
             equal: ColumnElement[bool] = left == right
             return equal
         return left.is_distinct_from(right)
-    if value is None:
-        return left.is_(None) if op is CompareOperator.eq else left.is_not(None)
     if isinstance(value, datetime):
         right = literal(value)
     else:
@@ -402,9 +424,15 @@ def _compare(
     if op in (CompareOperator.co, CompareOperator.sw, CompareOperator.ew):
         if not isinstance(value, str):
             raise errors.InvalidFilter(f"'{op.value}' needs a string value.")
-        escaped = _like_escape(value.lower() if not binding.case_exact else value)
-        pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op.value]
-        return left.like(literal(pattern), escape="\\")
+        escaped = _like_escape(value)
+        pattern: Any = literal(
+            {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op.value]
+        )
+        if not binding.case_exact:
+            # Lowercase in SQL, as the column is: Python and PostgreSQL disagree
+            # on some letters (a final sigma).
+            pattern = func.lower(pattern)
+        return left.like(pattern, escape="\\")
     comparisons: dict[CompareOperator, Callable[[], ColumnElement[bool]]] = {
         CompareOperator.eq: lambda: left == right,
         CompareOperator.gt: lambda: left > right,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -67,10 +68,9 @@ def scim_json(data: Any, status: int = 200, headers: dict[str, str] | None = Non
     )
 
 
-def connection(request: Request) -> AsyncConnection:
-    """The request's database connection, checked out by the auth middleware."""
-    conn: AsyncConnection = request.state.connection
-    return conn
+def engine(request: Request) -> AsyncEngine:
+    found: AsyncEngine = request.app.state.engine
+    return found
 
 
 def principal(request: Request) -> Principal:
@@ -79,13 +79,31 @@ def principal(request: Request) -> Principal:
 
 
 def base_url(request: Request) -> str:
-    """The /scim/v2 URL the client used, for meta.location and Location headers."""
+    """The /scim/v2 URL for meta.location and Location headers.
+
+    The tenant's canonical endpoint (``https://SLUG.<base domain>/scim/v2``),
+    never a reflected Host header, unless the client came straight to a local
+    or IP address (a developer, a health check through a load balancer's IP),
+    where the canonical name may not resolve. The scheme comes from uvicorn,
+    which honours X-Forwarded-Proto only from trusted proxies.
+    """
     settings: Settings = request.app.state.settings
-    host = request.headers.get("host", "localhost")
-    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
-    if host.split(":", 1)[0].endswith("." + settings.base_domain):
-        scheme = settings.public_scheme
-    return f"{scheme}://{host}/scim/v2"
+    host = request.headers.get("host", "")
+    if _is_local_address(host):
+        return f"{request.url.scheme}://{host}/scim/v2"
+    return settings.endpoint_for(principal(request).tenant_slug)
+
+
+def _is_local_address(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]")
+    if name in ("localhost", ""):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def idp_of(user_agent: str | None) -> str:

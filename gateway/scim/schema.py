@@ -17,6 +17,7 @@ RFC reading, and why:
 - ``password`` is never stored: SimpleAMS users sign in through SAML SSO.
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -68,9 +69,17 @@ class EnterpriseUser(Extension):
     manager: Manager | None = None
 
 
+_ADDRESS_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Values that go into unique B-tree indexes must stay well under PostgreSQL's
+# index row limit (~2.7 kB); no directory has userNames or emails this long.
+MAX_INDEXED_LENGTH = 512
+
+
 def _address_like(value: str | None) -> str | None:
-    if value is not None and (value.count("@") < 1 or any(ch.isspace() for ch in value)):
+    if value is not None and not _ADDRESS_RE.match(value):
         raise ValueError("an email address looks like name@domain")
+    if value is not None and len(value) > MAX_INDEXED_LENGTH:
+        raise ValueError(f"an email address is at most {MAX_INDEXED_LENGTH} characters")
     return value
 
 
@@ -121,6 +130,7 @@ def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
         raise errors.InvalidSyntax("The request body must be a JSON object describing a User.")
     body = {k: v for k, v in body.items() if k not in _IGNORED_ON_INPUT}
     _normalise_manager(body)
+    _check_active(body)
     # Okta and some clients omit "schemas"; the endpoint already says it is a User.
     body.setdefault("schemas", [CORE_USER_URN])
     context = (
@@ -152,7 +162,7 @@ def parse_patch(body: Any) -> PatchOp[ScimUser]:
         # Entra adds keys such as "name" to operations; only these three mean anything.
         op = {k: operation[k] for k in ("op", "path", "value") if k in operation}
         _normalise_patch_value(op)
-        cleaned.append(op)
+        cleaned.extend(_split_filtered_keys(op))
     try:
         with POLICY:
             return PatchOp[ScimUser].model_validate(
@@ -194,6 +204,9 @@ def _to_input(user: ScimUser) -> UserInput:
         user.password = None
     if not (user.user_name or "").strip():
         raise errors.InvalidValue("'userName' is required and cannot be empty (RFC 7643 §4.1.1).")
+    for name, value in (("userName", user.user_name), ("externalId", user.external_id)):
+        if value is not None and len(value) > MAX_INDEXED_LENGTH:
+            raise errors.InvalidValue(f"'{name}' is at most {MAX_INDEXED_LENGTH} characters.")
     document = user.model_dump(scim_ctx=Context.DEFAULT, exclude={"id", "meta", "groups"})
     return UserInput(document=document, ignored_attributes=sorted(set(ignored)))
 
@@ -253,11 +266,48 @@ def _operation_unknowns(patch: PatchOp[ScimUser]) -> list[str]:
     return unknown
 
 
+_BOOLEAN_STRINGS = {"true", "false"}
+
+
+def _is_boolean(value: Any) -> bool:
+    # Entra may send "active" as the string "True"/"False"; scim2-models would
+    # also take "yes" or 1, which is a mistake worth a 400.
+    return isinstance(value, bool) or (isinstance(value, str) and value.lower() in _BOOLEAN_STRINGS)
+
+
+def _check_active(body: dict[str, Any]) -> None:
+    for key, value in body.items():
+        is_active = key.lower() in ("active", f"{CORE_USER_URN}:active".lower())
+        if is_active and value is not None and not _is_boolean(value):
+            raise errors.InvalidValue(f"'active' must be true or false, got {value!r}.")
+
+
 def _normalise_manager(body: dict[str, Any]) -> None:
     # Entra may send the enterprise manager as a plain string (the manager's id).
     extension = body.get(ENTERPRISE_URN)
     if isinstance(extension, dict) and isinstance(extension.get("manager"), str):
         extension["manager"] = {"value": extension["manager"]}
+
+
+def _split_filtered_keys(op: dict[str, Any]) -> list[dict[str, Any]]:
+    """A path-less value whose keys are value-filter paths becomes one operation per such key.
+
+    Entra (aadOptscim062020) sends ``{"op": "Replace", "value":
+    {"emails[type eq \"work\"].value": "x", "title": "T"}}``; scim2-models
+    reads dotted and URN keys but not filtered ones, so those become ``path``s.
+    """
+    value = op.get("value")
+    if op.get("path") is not None or not isinstance(value, dict):
+        if isinstance(op.get("path"), str):
+            _check_active({op["path"]: op.get("value")})
+        return [op]
+    _check_active(value)
+    filtered = {key: item for key, item in value.items() if "[" in key}
+    if not filtered:
+        return [op]
+    rest = {key: item for key, item in value.items() if "[" not in key}
+    split = [{"op": op.get("op"), "path": key, "value": item} for key, item in filtered.items()]
+    return ([{**op, "value": rest}] if rest else []) + split
 
 
 def _normalise_patch_value(op: dict[str, Any]) -> None:

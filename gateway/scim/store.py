@@ -8,10 +8,22 @@ always commit together.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
-from sqlalchemy import ColumnElement, Row, Table, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -126,27 +138,25 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     userName / externalId), and every live user, deactivated ones included,
     answers that lookup. README, "Creating a user who already exists".
     """
+    if data.document.get("active") is None:
+        data.document["active"] = True  # RFC 7643 §4.1.1: new users are active unless told
     columns = indexed_columns(data.document)
-    same_person = [func.lower(c.user_name) == columns["user_name"].lower()]
+    # lower() in SQL on both sides, exactly as the unique indexes do.
+    same_person = [func.lower(c.user_name) == func.lower(literal(columns["user_name"]))]
     if columns["email"]:
-        same_person.append(func.lower(c.email) == columns["email"].lower())
-    candidates = (
-        await conn.execute(
-            select(*_COLUMNS)
-            .where(c.tenant_id == actor.tenant_id, or_(*same_person))
-            .with_for_update()
-        )
-    ).all()
+        same_person.append(func.lower(c.email) == func.lower(literal(columns["email"])))
+    # One query per state, each matching its partial indexes (live users'
+    # unique ones, deleted users' lookup ones); PostgreSQL would fold a
+    # single OR of the two back into a sequential scan.
+    in_tenant = (c.tenant_id == actor.tenant_id, or_(*same_person))
+    alive = select(*_COLUMNS).where(*in_tenant, c.deleted_at.is_(None)).with_for_update().cte()
+    gone = select(*_COLUMNS).where(*in_tenant, c.deleted_at.is_not(None)).with_for_update().cte()
+    candidates = (await conn.execute(union_all(select(alive), select(gone)))).all()
     live = [row for row in candidates if row.deleted_at is None]
     if live:
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
-    if len(candidates) > 1:
-        raise errors.Uniqueness(
-            "This userName and this email belong to two different users deleted earlier by "
-            "the IdP; SimpleAMS cannot tell which person is being re-hired. Contact support."
-        )
     if candidates:
-        return await _restore(conn, actor, candidates[0], data, columns)
+        return await _restore(conn, actor, _rehired(candidates, columns), data, columns)
     values = {
         **columns,
         "tenant_id": actor.tenant_id,
@@ -158,6 +168,20 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     row = await _write(conn, insert(users).values(**values).returning(*_COLUMNS))
     await _emit(conn, actor, row.id, EventKind.user_created, diff({}, data.document), data)
     return row
+
+
+def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow:
+    """Which deleted staff record a re-hire restores.
+
+    Email is SimpleAMS's primary key, so a record with the same email wins
+    (the most recently deleted one), then one with the same userName.
+    """
+    email = (columns["email"] or "").casefold()
+
+    def rank(row: UserRow) -> tuple[bool, Any]:
+        return ((row.email or "").casefold() == email, row.deleted_at)
+
+    return max(deleted, key=rank)
 
 
 async def _restore(
@@ -193,6 +217,13 @@ async def replace(
     conn: AsyncConnection, actor: Actor, current: UserRow, data: UserInput
 ) -> UserRow:
     """Store a new version of a user (PUT, or PATCH after applying it)."""
+    columns = indexed_columns(data.document)
+    if data.document.get("active") is None:
+        # Only an explicit active=true restores access. A PUT without
+        # "active", or a PATCH removing it (RFC 7644 §3.5.2.2: the attribute
+        # is gone from the resource), leaves access as it was.
+        data.document.pop("active", None)
+        columns["active"] = current.active
     changes = diff(current.attributes, data.document)
     if not changes:
         # Okta re-sends unchanged users; a no-op must not bump the version or
@@ -203,7 +234,7 @@ async def replace(
         update(users)
         .where(c.id == current.id)
         .values(
-            **indexed_columns(data.document),
+            **columns,
             attributes=data.document,
             version=c.version + 1,
             updated_at=func.now(),

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from scim2_models import ResponseParameters
 from sqlalchemy import ColumnElement
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.db import transaction
+from gateway.db import reading, writing
 from gateway.scim import errors, store
 from gateway.scim.filters import compile_filter, sort_expression
 from gateway.scim.http import (
     actor,
     base_url,
     check_if_match,
-    connection,
+    engine,
     idp_of,
     int_param,
     principal,
@@ -27,22 +28,34 @@ from gateway.scim.http import (
     scim_json,
 )
 from gateway.scim.render import etag, list_response, parse_projection, project, render_user
-from gateway.scim.schema import apply_patch, parse_patch, parse_user
+from gateway.scim.schema import ScimUser, apply_patch, parse_patch, parse_user
 
 # RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
 MAX_RESULTS = 1000
 DEFAULT_COUNT = 100
+# Far beyond any directory; keeps OFFSET and the echoed startIndex in range.
+MAX_START_INDEX = 2**31 - 1
 SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
-def _single(row: Any, request: Request, status: int = 200, location: bool = False) -> Response:
+def _projection(request: Request) -> ResponseParameters[ScimUser] | None:
+    # Parsed before any write: a bad parameter must not fail a committed write.
+    return parse_projection(
+        request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
+    )
+
+
+def _single(
+    row: Any,
+    request: Request,
+    projection: ResponseParameters[ScimUser] | None,
+    status: int = 200,
+    location: bool = False,
+) -> Response:
     resource = render_user(row, base_url(request))
     headers = {"ETag": etag(row.version)}
     if location:
         headers["Location"] = resource["meta"]["location"]
-    projection = parse_projection(
-        request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
-    )
     return scim_json(project(resource, projection), status, headers)
 
 
@@ -92,7 +105,7 @@ async def _query(
     excluded: Any,
 ) -> Response:
     # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0.
-    first = max(1, int_param(start_index, "startIndex", 1))
+    first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
     limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
     condition: ColumnElement[bool] | None = compile_filter(filter_text) if filter_text else None
     order_by: list[ColumnElement[Any]] = []
@@ -107,56 +120,62 @@ async def _query(
             expression.desc().nulls_last() if descending else expression.asc().nulls_last()
         )
     projection = parse_projection(attributes, excluded)
-    total, rows = await store.search(
-        connection(request), principal(request).tenant_id, condition, order_by, first - 1, limit
-    )
+    async with reading(engine(request)) as conn:
+        total, rows = await store.search(
+            conn, principal(request).tenant_id, condition, order_by, first - 1, limit
+        )
     url = base_url(request)
     resources = [project(render_user(row, url), projection) for row in rows]
     return scim_json(list_response(resources, total, first))
 
 
 async def create_user(request: Request) -> Response:
+    projection = _projection(request)
     data = parse_user(await read_json(request))
     who = actor(request)
-    async with transaction(connection(request)) as conn:
+    async with writing(engine(request)) as conn:
         row = await store.create(conn, who, data, source=idp_of(who.user_agent))
-    return _single(row, request, status=201, location=True)
+    return _single(row, request, projection, status=201, location=True)
 
 
 async def get_user(request: Request) -> Response:
+    projection = _projection(request)
     scim_id = store.parse_scim_id(request.path_params["user_id"])
-    row = await store.get_live(connection(request), principal(request).tenant_id, scim_id)
-    return _single(row, request)
+    async with reading(engine(request)) as conn:
+        row = await store.get_live(conn, principal(request).tenant_id, scim_id)
+    return _single(row, request, projection)
 
 
 async def replace_user(request: Request) -> Response:
+    projection = _projection(request)
     data = parse_user(await read_json(request), replacing=True)
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with transaction(connection(request)) as conn:
+    async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         row = await store.replace(conn, who, current, data)
-    return _single(row, request)
+    return _single(row, request, projection)
 
 
 async def patch_user(request: Request) -> Response:
+    projection = _projection(request)
     patch = parse_patch(await read_json(request))
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with transaction(connection(request)) as conn:
+    async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         data = apply_patch(current.attributes, patch)
         row = await store.replace(conn, who, current, data)
     # RFC 7644 §3.5.2 allows 204, but Okta, Entra and checkers handle 200 with the resource best.
-    return _single(row, request)
+    return _single(row, request, projection)
 
 
 async def delete_user(request: Request) -> Response:
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
-    async with transaction(connection(request)) as conn:
+    async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
         await store.mark_deleted(conn, who, current)

@@ -177,3 +177,71 @@ async def test_a_value_postgresql_refuses_is_400_not_500(
     monkeypatch.setattr(http, "_contains_nul", lambda value: False)
     response = await client.post("/Users", json=user_body("nul\u0000@acme.test"))
     assert_scim_error(response, 400, "invalidValue")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sortBy": "userName pr or userName"},
+        {"sortBy": 'userName eq "a" and active'},
+        {"filter": "active eq null"},
+        {"startIndex": "99999999999999999999"},
+        {"count": "99999999999999999999"},
+        {"startIndex": "99999999999999999999", "filter": 'userName eq "x"'},
+    ],
+)
+async def test_odd_query_parameters_are_4xx_or_clamped_never_500(
+    client: httpx2.AsyncClient, params: dict[str, str]
+) -> None:
+    response = await client.get("/Users", params=params)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["scimType"] in ("invalidValue", "invalidFilter")
+    else:
+        assert response.json()["startIndex"] <= 2**31
+
+
+@pytest.mark.parametrize("field", ["userName", "externalId", "email"])
+async def test_values_too_long_to_index_are_400_not_503(
+    client: httpx2.AsyncClient, field: str
+) -> None:
+    import secrets
+
+    long_value = secrets.token_hex(3000)  # random: PostgreSQL cannot compress it below the limit
+    body = user_body("long@acme.test")
+    if field == "email":
+        body["emails"] = [{"value": f"{long_value}@acme.test", "type": "work", "primary": True}]
+    else:
+        body[field] = long_value
+    assert_scim_error(await client.post("/Users", json=body), 400, "invalidValue")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        user_body("sb@acme.test", active="yes"),
+        user_body("sb@acme.test", active=1),
+        user_body("sb@acme.test", emails=[{"value": "@", "type": "work"}]),
+        user_body("sb@acme.test", emails=[{"value": "a@@b", "type": "work"}]),
+    ],
+)
+async def test_lax_coercions_are_refused(
+    client: httpx2.AsyncClient, body: dict[str, object]
+) -> None:
+    assert_scim_error(await client.post("/Users", json=body), 400, "invalidValue")
+
+
+@pytest.mark.parametrize("value", [True, "True", "False", "true", "false"])
+async def test_booleans_and_entras_string_booleans_are_accepted(
+    client: httpx2.AsyncClient, value: object
+) -> None:
+    assert (
+        await client.post("/Users", json=user_body("ok@acme.test", active=value))
+    ).status_code == 201
+
+
+@pytest.mark.parametrize("text", ["active eq 1", 'active eq "yes"', "meta.created gt 5"])
+async def test_filter_literals_of_the_wrong_type_are_invalid_filter(
+    client: httpx2.AsyncClient, text: str
+) -> None:
+    assert_scim_error(await client.get("/Users", params={"filter": text}), 400, "invalidFilter")

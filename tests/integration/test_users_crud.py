@@ -332,3 +332,82 @@ async def test_tenants_cannot_see_or_touch_each_others_users(
 def staff_row_count(db: Engine) -> int:
     with db.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM users")).scalar_one())
+
+
+async def test_leaving_active_out_never_reactivates_a_deactivated_user(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    """Only an explicit active=true restores access (README, "Deactivate")."""
+    created = (await client.post("/Users", json=user_body("nia@acme.test"))).json()
+    url = f"/Users/{created['id']}"
+    await client.patch(
+        url, json={"Operations": [{"op": "replace", "path": "active", "value": False}]}
+    )
+    without_active = {
+        k: v for k, v in user_body("nia@acme.test", title="X").items() if k != "active"
+    }
+
+    for response in (
+        await client.put(url, json=without_active),
+        await client.patch(url, json={"Operations": [{"op": "remove", "path": "active"}]}),
+        await client.patch(
+            url, json={"Operations": [{"op": "replace", "path": "active", "value": None}]}
+        ),
+    ):
+        assert response.status_code == 200
+        # The attribute may be gone from the resource (a remove), never true.
+        assert response.json().get("active") in (None, False)
+    assert staff_row(db, "nia@acme.test").active is False
+    assert "user.reactivated" not in [e.kind for e in events(db)]
+    still_off = await client.get("/Users", params={"filter": "active eq false"})
+    assert still_off.json()["totalResults"] == 1
+
+
+async def test_a_deleted_users_name_and_email_can_be_reused_by_a_live_user(
+    client: httpx2.AsyncClient,
+) -> None:
+    # The IdP cannot see deleted users, so they must not block its writes.
+    alice = (await client.post("/Users", json=user_body("alice@acme.test"))).json()
+    bob = (await client.post("/Users", json=user_body("bob@acme.test"))).json()
+    await client.delete(f"/Users/{alice['id']}")
+
+    taken = user_body("alice@acme.test")
+    response = await client.put(f"/Users/{bob['id']}", json=taken)
+
+    assert response.status_code == 200
+    assert response.json()["userName"] == "alice@acme.test"
+
+
+async def test_rehire_matches_names_the_way_postgresql_lowercases_them(
+    client: httpx2.AsyncClient,
+) -> None:
+    # Python lowercases a final capital sigma to the final form (U+03C2), PostgreSQL
+    # to the medial one (U+03C3): names must be compared with lower() in SQL.
+    first = (await client.post("/Users", json=user_body("ΟΔΥΣΣΕΥΣ@acme.test"))).json()
+    await client.delete(f"/Users/{first['id']}")
+    again = await client.post("/Users", json=user_body("ΟΔΥΣΣΕΥΣ@acme.test"))
+    assert again.status_code == 201
+
+
+async def test_a_bad_projection_fails_before_anything_is_written(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    response = await client.post(
+        "/Users", params={"attributes": 'emails[type eq "work"]'}, json=user_body("pj@acme.test")
+    )
+    assert response.status_code == 400
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+
+
+async def test_pathless_patch_keys_with_a_value_filter_are_applied(
+    client: httpx2.AsyncClient,
+) -> None:
+    created = (await client.post("/Users", json=user_body("vf@acme.test"))).json()
+    operations = [
+        {"op": "Replace", "value": {'emails[type eq "work"].value': "new@acme.test", "title": "T"}}
+    ]
+    response = await client.patch(f"/Users/{created['id']}", json={"Operations": operations})
+    assert response.status_code == 200
+    assert response.json()["title"] == "T"
+    assert [e["value"] for e in response.json()["emails"]] == ["new@acme.test"]
