@@ -1,4 +1,5 @@
-# One image for every Procfile process (web, worker, flower, release).
+# One image for every Procfile process (web, worker, relay, beat, flower, release);
+# docker-compose.yml picks the command. The default is the gateway.
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -11,3 +12,4 @@ COPY Procfile ./
 RUN useradd --system --uid 10001 simpleams
 USER simpleams
 EXPOSE 8000 5555
+CMD ["uvicorn", "--factory", "gateway.app:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

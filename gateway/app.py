@@ -52,12 +52,14 @@ class RequestIdMiddleware:
 
 
 async def _scim_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.ScimError)
+    if not isinstance(exc, errors.ScimError):  # registered for ScimError only
+        return await _server_error(request, exc)
     return exc.to_response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        return await _server_error(request, exc)
     if exc.status_code == 404:
         return errors.NotFound(
             f"There is no SCIM endpoint at {request.url.path}; the base URL ends in /scim/v2."

@@ -8,13 +8,14 @@ from models.audit import AuditEntry
 from models.outbox import Effect, ProvisioningEvent
 from models.users import User
 from workers.app import app
-from workers.effects import EffectTask, run_once
+from workers.effects import EffectTask, PermanentError, run_once
 
 
 def record_entry(session: Session, event: ProvisioningEvent) -> None:
     """Write the entry; the user is named as they are now (renames are in ``changes``)."""
     user = session.get(User, event.user_id)
-    assert user is not None  # users are never deleted (soft deactivation only)
+    if user is None:  # users are never deleted (soft deactivation only)
+        raise PermanentError(f"event {event.id}: user {event.user_id} does not exist")
     session.add(
         AuditEntry(
             event_id=event.id,

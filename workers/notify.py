@@ -129,7 +129,8 @@ def on_event(event_id: int) -> str:
             raise PermanentError(f"provisioning event {event_id} does not exist")
         tenant = session.get(Tenant, event.tenant_id)
         user = session.get(User, event.user_id)
-        assert tenant is not None and user is not None
+        if tenant is None or user is None:
+            raise PermanentError(f"event {event_id}: its tenant or user no longer exists")
         held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
         if not tenant.notify_email or not held:
             return _queue_for_digest(session, event, tenant)
@@ -155,7 +156,8 @@ def on_event(event_id: int) -> str:
             .values(status="sent", sent_at=func.now())
         )
         event = session.get(ProvisioningEvent, event_id)
-        assert event is not None
+        if event is None:
+            raise PermanentError(f"provisioning event {event_id} disappeared")
         claim_run(session, event_id, Effect.notify)
         settle_if_complete(session, event)
     return "leaver alert sent"
@@ -283,10 +285,9 @@ def _digest_for(session: Session, tenant: Tenant, notification_id: uuid.UUID) ->
             )
         )
     )
-    assert tenant.notify_email is not None
     return digest_email(
         tenant.slug,
-        tenant.notify_email,
+        tenant.notify_email or "",
         counts,
         f"https://{tenant.slug}.{settings.base_domain}/staff",
     )

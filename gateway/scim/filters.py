@@ -40,9 +40,7 @@ from scim2_models.path import (
 )
 from sqlalchemy import (
     ColumnElement,
-    String,
     and_,
-    cast,
     column,
     false,
     func,
@@ -55,18 +53,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from gateway.scim import errors
-from gateway.scim.schema import CORE_USER_URN, POLICY, ScimUser
-from models.users import User
-
-users = User.__table__.c
+from gateway.scim.attributes import (
+    CORE_PREFIX,
+    EMPTY_ARRAY,
+    column_for,
+    element_sql,
+    is_string,
+    json_at,
+    json_keys,
+    scalar_sql,
+    users,
+    wire_name,
+)
+from gateway.scim.schema import POLICY, ScimUser
 
 # Longer filters are refused before parsing: no IdP sends anything close, and
 # it bounds the CPU a hostile filter can burn.
 MAX_FILTER_LENGTH = 4096
 
-_CORE_PREFIX = CORE_USER_URN + ":"
-# JSONB constants bound as JSON values (a cast of a Python string would bind a JSON string).
-_EMPTY_ARRAY = literal([], JSONB)
 # scim2-models refuses expressions nested deeper than this; redundant
 # parentheses do not count there, so they are bounded before parsing.
 MAX_PARENTHESES_DEPTH = 32
@@ -134,14 +138,14 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
                 raise ValueError("unknown attribute")
     except (SCIMException, ValueError) as exc:
         raise errors.InvalidValue(f"Cannot sort by {attribute!r}: {exc}") from None
-    location = _location(binding)
+    location = json_keys(binding)
     if binding.is_multivalued:
         # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary
         # value, or by its first one when none is primary.
-        sub = (binding.sub_field_name and _wire(binding, sub=True)) or "value"
-        values = _json_path(location)
+        sub = (binding.sub_field_name and wire_name(binding, sub=True)) or "value"
+        values = json_at(location)
         elements = (
-            func.jsonb_array_elements(func.coalesce(values, _EMPTY_ARRAY))
+            func.jsonb_array_elements(func.coalesce(values, EMPTY_ARRAY))
             .table_valued(column("value", JSONB))
             .alias("element")
         )
@@ -152,8 +156,8 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
             .scalar_subquery()
         )
         return func.lower(func.coalesce(primary, values[0][sub].astext))
-    expression: ColumnElement[Any] = _scalar(binding)
-    if _is_string(binding) and not binding.case_exact:
+    expression: ColumnElement[Any] = scalar_sql(binding)
+    if is_string(binding) and not binding.case_exact:
         return func.lower(expression)
     return expression
 
@@ -181,24 +185,24 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         binding = self._bind(node.attr_path, comparison=False)
         if self.element is not None:
-            return _present_json(self.element[_wire(binding, sub=True)])
+            return _present_json(self.element[wire_name(binding, sub=True)])
         if binding.is_multivalued:
-            location = _json_path(_location(binding))
+            location = json_at(json_keys(binding))
             if binding.sub_field_name:
                 return self._any_element(
-                    binding, lambda e: _present_json(e[_wire(binding, sub=True)])
+                    binding, lambda e: _present_json(e[wire_name(binding, sub=True)])
                 )
             return (func.jsonb_typeof(location) == "array") & (
-                func.jsonb_array_length(func.coalesce(location, _EMPTY_ARRAY)) > 0
+                func.jsonb_array_length(func.coalesce(location, EMPTY_ARRAY)) > 0
             )
-        column_ = _column_for(binding)
+        column_ = column_for(binding)
         if column_ is not None:
             present: ColumnElement[bool] = column_.is_not(None)
             return present
-        keys = _location(binding)
+        keys = json_keys(binding)
         if binding.sub_field_name:
-            keys = [*keys, _wire(binding, sub=True)]
-        return _present_json(_json_path(keys))
+            keys = [*keys, wire_name(binding, sub=True)]
+        return _present_json(json_at(keys))
 
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
         if isinstance(node.value, str) and ("\x00" in node.value or not _is_encodable(node.value)):
@@ -211,7 +215,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
         _check_literal(binding, node)
         value = coerce_value(binding, node.value, node.op)
         if self.element is not None:
-            return _compare(_element_scalar(self.element, binding), binding, node.op, value)
+            return _compare(element_sql(self.element, binding), binding, node.op, value)
         if binding.is_multivalued:
             if (
                 _is_email_value(binding)
@@ -224,11 +228,11 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 eq = Comparison(node.attr_path, CompareOperator.eq, node.value)
                 return not_(self.visit_comparison(eq))
             return self._any_element(
-                binding, lambda e: _compare(_element_scalar(e, binding), binding, node.op, value)
+                binding, lambda e: _compare(element_sql(e, binding), binding, node.op, value)
             )
         if _is_id(binding) and node.op in (CompareOperator.eq, CompareOperator.ne):
             return _compare_id(node.op, value)
-        return _compare(_scalar(binding), binding, node.op, value)
+        return _compare(scalar_sql(binding), binding, node.op, value)
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
         if self.element is not None:
@@ -239,7 +243,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 f"'{node.attr_path}[...]' needs a multi-valued attribute (RFC 7644 §3.4.2.2)."
             )
         elements = (
-            func.jsonb_array_elements(func.coalesce(_json_path(_location(binding)), _EMPTY_ARRAY))
+            func.jsonb_array_elements(func.coalesce(json_at(json_keys(binding)), EMPTY_ARRAY))
             .table_valued(column("value", JSONB))
             .alias("element")
         )
@@ -255,87 +259,17 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
             attr_path = AttrPath(attr=self.outer.attr, sub_attr=attr_path.attr, uri=self.outer.uri)
         resolve = self.parsed.resolve_comparison if comparison else self.parsed.resolve
         binding = resolve(attr_path, strict=True)
-        assert binding is not None
+        if binding is None:
+            raise errors.InvalidFilter(f"Unknown attribute '{attr_path}'.")
         return binding
 
     def _any_element(self, binding: AttributeBinding, condition: Any) -> ColumnElement[bool]:
         elements = (
-            func.jsonb_array_elements(func.coalesce(_json_path(_location(binding)), _EMPTY_ARRAY))
+            func.jsonb_array_elements(func.coalesce(json_at(json_keys(binding)), EMPTY_ARRAY))
             .table_valued(column("value", JSONB))
             .alias("element")
         )
         return select(literal(1)).select_from(elements).where(condition(elements.c.value)).exists()
-
-
-# --- where attributes live ---------------------------------------------------
-
-
-def _location(binding: AttributeBinding) -> list[str]:
-    """JSON keys from the document root to the head attribute (no sub-attribute)."""
-    urn = binding.urn
-    if urn.lower().startswith(_CORE_PREFIX.lower()):
-        head = urn[len(_CORE_PREFIX) :].split(".", 1)[0]
-        return [head]
-    schema, _, attr = urn.rpartition(":")
-    return [schema, attr.split(".", 1)[0]]
-
-
-def _wire(binding: AttributeBinding, *, sub: bool = False) -> str:
-    """The wire name of the sub-attribute (``sub=True``) or the head attribute."""
-    dotted = binding.urn.rpartition(":")[2]
-    head, _, tail = dotted.partition(".")
-    return tail if sub else head
-
-
-def _json_path(keys: list[str]) -> Any:
-    expression: Any = users.attributes
-    for key in keys:
-        expression = expression[key]
-    return expression
-
-
-def _column_for(binding: AttributeBinding) -> Any:
-    if not binding.urn.lower().startswith(_CORE_PREFIX.lower()):
-        return None
-    dotted = binding.urn[len(_CORE_PREFIX) :].lower()
-    return {
-        "id": cast(users.scim_id, String),
-        "username": users.user_name,
-        "externalid": users.external_id,
-        "active": users.active,
-        "meta.created": users.created_at,
-        "meta.lastmodified": users.updated_at,
-        "meta.resourcetype": literal("User"),
-    }.get(dotted)
-
-
-def _scalar(binding: AttributeBinding) -> Any:
-    column_ = _column_for(binding)
-    if column_ is not None:
-        return column_
-    if binding.urn.lower().startswith((_CORE_PREFIX + "meta").lower()):
-        raise errors.InvalidFilter(f"'{binding.urn}' cannot be used in a filter.")
-    keys = _location(binding)
-    if binding.sub_field_name:
-        keys = [*keys, _wire(binding, sub=True)]
-    return _typed(_json_path(keys[:-1])[keys[-1]], binding)
-
-
-def _element_scalar(element: Any, binding: AttributeBinding) -> Any:
-    return _typed(element[_wire(binding, sub=True) or "value"], binding)
-
-
-def _typed(json_value: Any, binding: AttributeBinding) -> Any:
-    """A JSONB value as a comparable SQL value: booleans as jsonb, the rest as text."""
-    if binding.target_type is bool:
-        return json_value
-    return json_value.astext
-
-
-def _is_string(binding: AttributeBinding) -> bool:
-    return binding.target_type is str or (
-        isinstance(binding.target_type, type) and issubclass(binding.target_type, str)
-    )
 
 
 _ENTRA_BOOLEANS = {"true", "false"}
@@ -360,7 +294,7 @@ def _check_literal(binding: AttributeBinding, node: Comparison) -> None:
 
 
 def _is_id(binding: AttributeBinding) -> bool:
-    return binding.urn.lower() == f"{_CORE_PREFIX}id".lower()
+    return binding.urn.lower() == f"{CORE_PREFIX}id".lower()
 
 
 def _compare_id(op: CompareOperator, value: Any) -> ColumnElement[bool]:
@@ -378,14 +312,14 @@ def _compare_id(op: CompareOperator, value: Any) -> ColumnElement[bool]:
 
 
 def _is_email_value(binding: AttributeBinding) -> bool:
-    return binding.urn.lower() == f"{_CORE_PREFIX}emails.value".lower()
+    return binding.urn.lower() == f"{CORE_PREFIX}emails.value".lower()
 
 
 def _present_json(value: Any) -> ColumnElement[bool]:
     present: ColumnElement[bool] = (
         value.is_not(None)
         & (func.jsonb_typeof(value) != "null")
-        & (value.not_in([literal("", JSONB), _EMPTY_ARRAY, literal({}, JSONB)]))
+        & (value.not_in([literal("", JSONB), EMPTY_ARRAY, literal({}, JSONB)]))
     )
     return present
 
@@ -416,10 +350,10 @@ def _compare(
     if isinstance(value, datetime):
         right = literal(value)
     else:
-        if isinstance(value, bool | int | float) and _is_string(binding):
+        if isinstance(value, bool | int | float) and is_string(binding):
             raise errors.InvalidFilter(f"'{binding.urn}' is a string; quote the value.")
         right = literal(str(value) if not isinstance(value, str) else value)
-    if _is_string(binding) and not binding.case_exact:
+    if is_string(binding) and not binding.case_exact:
         left, right = func.lower(left), func.lower(right)
     if op in (CompareOperator.co, CompareOperator.sw, CompareOperator.ew):
         if not isinstance(value, str):

@@ -29,7 +29,6 @@ from scim2_models import (
     Context,
     Extension,
     Mutability,
-    PatchOp,
     Reference,
     Required,
     SCIMException,
@@ -129,8 +128,8 @@ def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("The request body must be a JSON object describing a User.")
     body = {k: v for k, v in body.items() if k not in _IGNORED_ON_INPUT}
-    _normalise_manager(body)
-    _check_active(body)
+    normalise_manager(body)
+    check_active(body)
     # Okta and some clients omit "schemas"; the endpoint already says it is a User.
     body.setdefault("schemas", [CORE_USER_URN])
     context = (
@@ -143,36 +142,7 @@ def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
         raise translate_validation_error(exc) from None
     except SCIMException as exc:
         raise translate_scim_exception(exc) from None
-    return _to_input(user)
-
-
-def parse_patch(body: Any) -> PatchOp[ScimUser]:
-    """Validate a PATCH body (RFC 7644 §3.5.2) into a PatchOp bound to our User."""
-    if not isinstance(body, dict):
-        raise errors.InvalidSyntax("The PATCH body must be a JSON object with 'Operations'.")
-    operations = body.get("Operations", body.get("operations"))
-    if not isinstance(operations, list) or not operations:
-        raise errors.InvalidSyntax(
-            "A PATCH body needs a non-empty 'Operations' list (RFC 7644 §3.5.2)."
-        )
-    cleaned = []
-    for operation in operations:
-        if not isinstance(operation, dict):
-            raise errors.InvalidSyntax("Each PATCH operation must be a JSON object.")
-        # Entra adds keys such as "name" to operations; only these three mean anything.
-        op = {k: operation[k] for k in ("op", "path", "value") if k in operation}
-        _normalise_patch_value(op)
-        cleaned.extend(_split_filtered_keys(op))
-    try:
-        with POLICY:
-            return PatchOp[ScimUser].model_validate(
-                {"schemas": [PATCH_OP_URN], "Operations": cleaned},
-                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
-            )
-    except ValidationError as exc:
-        raise translate_validation_error(exc) from None
-    except SCIMException as exc:
-        raise translate_scim_exception(exc) from None
+    return to_input(user)
 
 
 def load_stored(document: dict[str, Any]) -> ScimUser:
@@ -181,23 +151,7 @@ def load_stored(document: dict[str, Any]) -> ScimUser:
         return ScimUser.model_validate(document, scim_ctx=Context.DEFAULT)
 
 
-def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput:
-    """Apply a PATCH to one version of a user, atomically (all operations or none)."""
-    user = load_stored(document)
-    try:
-        with POLICY:
-            patch.patch(user)
-    except ValidationError as exc:
-        raise translate_validation_error(exc) from None
-    except SCIMException as exc:
-        raise translate_scim_exception(exc) from None
-    ignored = sorted({*user.unknown_attributes, *_operation_unknowns(patch)})
-    result = _to_input(user)
-    result.ignored_attributes = sorted({*result.ignored_attributes, *ignored})
-    return result
-
-
-def _to_input(user: ScimUser) -> UserInput:
+def to_input(user: ScimUser) -> UserInput:
     ignored = _unknown_attribute_names(user)
     if user.password is not None:
         ignored.append("password")
@@ -223,107 +177,27 @@ def _unknown_attribute_names(user: ScimUser) -> list[str]:
     return names
 
 
-def _known_names() -> frozenset[str]:
-    core = {(f.serialization_alias or name).lower() for name, f in ScimUser.model_fields.items()}
-    core |= {_camel(name).lower() for name in ScimUser.model_fields}
-    enterprise = {_camel(name).lower() for name in EnterpriseUser.model_fields}
-    return frozenset(
-        core | {ENTERPRISE_URN.lower()} | {f"{ENTERPRISE_URN}:{n}".lower() for n in enterprise}
-    )
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _head_attribute(path: str) -> str:
-    """The attribute a PATCH path starts with, lowercased.
-
-    ``urn:…:User:manager.value`` -> ``urn:…:user:manager``; ``emails[type eq "w"]`` -> ``emails``.
-    """
-    path = path.split("[", 1)[0]
-    lowered = path.lower()
-    for urn in (CORE_USER_URN.lower() + ":", ""):
-        if urn and lowered.startswith(urn):
-            lowered = lowered[len(urn) :]
-    if lowered.startswith(ENTERPRISE_URN.lower() + ":"):
-        rest = lowered[len(ENTERPRISE_URN) + 1 :]
-        return f"{ENTERPRISE_URN.lower()}:{rest.split('.', 1)[0]}"
-    return lowered.split(".", 1)[0]
-
-
-def _operation_unknowns(patch: PatchOp[ScimUser]) -> list[str]:
-    """Attribute names a PATCH touched that we do not model (ignored, and noted)."""
-    known = _KNOWN_NAMES
-    unknown: list[str] = []
-    for operation in patch.operations or []:
-        if operation.path is not None:
-            if _head_attribute(str(operation.path)) not in known:
-                unknown.append(str(operation.path))
-        elif isinstance(operation.value, dict):
-            unknown += [k for k in operation.value if _head_attribute(k) not in known]
-    return unknown
-
-
 _BOOLEAN_STRINGS = {"true", "false"}
 
 
-def _is_boolean(value: Any) -> bool:
+def is_boolean(value: Any) -> bool:
     # Entra may send "active" as the string "True"/"False"; scim2-models would
     # also take "yes" or 1, which is a mistake worth a 400.
     return isinstance(value, bool) or (isinstance(value, str) and value.lower() in _BOOLEAN_STRINGS)
 
 
-def _check_active(body: dict[str, Any]) -> None:
+def check_active(body: dict[str, Any]) -> None:
     for key, value in body.items():
         is_active = key.lower() in ("active", f"{CORE_USER_URN}:active".lower())
-        if is_active and value is not None and not _is_boolean(value):
+        if is_active and value is not None and not is_boolean(value):
             raise errors.InvalidValue(f"'active' must be true or false, got {value!r}.")
 
 
-def _normalise_manager(body: dict[str, Any]) -> None:
+def normalise_manager(body: dict[str, Any]) -> None:
     # Entra may send the enterprise manager as a plain string (the manager's id).
     extension = body.get(ENTERPRISE_URN)
     if isinstance(extension, dict) and isinstance(extension.get("manager"), str):
         extension["manager"] = {"value": extension["manager"]}
-
-
-def _split_filtered_keys(op: dict[str, Any]) -> list[dict[str, Any]]:
-    """A path-less value whose keys are value-filter paths becomes one operation per such key.
-
-    Entra (aadOptscim062020) sends ``{"op": "Replace", "value":
-    {"emails[type eq \"work\"].value": "x", "title": "T"}}``; scim2-models
-    reads dotted and URN keys but not filtered ones, so those become ``path``s.
-    """
-    value = op.get("value")
-    if op.get("path") is not None or not isinstance(value, dict):
-        if isinstance(op.get("path"), str):
-            _check_active({op["path"]: op.get("value")})
-        return [op]
-    _check_active(value)
-    filtered = {key: item for key, item in value.items() if "[" in key}
-    if not filtered:
-        return [op]
-    rest = {key: item for key, item in value.items() if "[" not in key}
-    split = [{"op": op.get("op"), "path": key, "value": item} for key, item in filtered.items()]
-    return ([{**op, "value": rest}] if rest else []) + split
-
-
-def _normalise_patch_value(op: dict[str, Any]) -> None:
-    value = op.get("value")
-    path = op.get("path")
-    if isinstance(path, str) and path.lower() == f"{ENTERPRISE_URN}:manager".lower():
-        # Entra: {"op": "Add", "path": "...:manager", "value": "<manager id>"}
-        if isinstance(value, str):
-            op["value"] = {"value": value}
-    elif isinstance(value, dict):
-        manager_key = next(
-            (k for k in value if k.lower() == f"{ENTERPRISE_URN}:manager".lower()), None
-        )
-        if manager_key and isinstance(value[manager_key], str):
-            value[manager_key] = {"value": value[manager_key]}
-        _normalise_manager(value)
 
 
 def translate_validation_error(exc: ValidationError) -> errors.ScimError:
@@ -359,38 +233,3 @@ def _error_for(scim_type: str | None, detail: str, status: int | None = None) ->
     if status == 404:
         cls = errors.NotFound
     return cls(detail)
-
-
-def primary_email(document: dict[str, Any]) -> str | None:
-    """The email that is SimpleAMS's primary key: the primary one, else work, else the first."""
-    emails = [e for e in document.get("emails") or [] if isinstance(e, dict) and e.get("value")]
-    for chosen in (
-        next((e for e in emails if e.get("primary")), None),
-        next((e for e in emails if str(e.get("type", "")).lower() == "work"), None),
-        emails[0] if emails else None,
-    ):
-        if chosen is not None:
-            return str(chosen["value"])
-    return None
-
-
-def indexed_columns(document: dict[str, Any]) -> dict[str, Any]:
-    """The users-table columns derived from a SCIM document (see models/users.py)."""
-    name = document.get("name") or {}
-    enterprise = document.get(ENTERPRISE_URN) or {}
-    emails = [str(e["value"]).lower() for e in document.get("emails") or [] if e.get("value")]
-    return {
-        "user_name": document["userName"],
-        "external_id": document.get("externalId"),
-        "email": primary_email(document),
-        "email_values": sorted(set(emails)),
-        "display_name": document.get("displayName"),
-        "given_name": name.get("givenName"),
-        "family_name": name.get("familyName"),
-        "department": enterprise.get("department"),
-        "title": document.get("title"),
-        "active": bool(document.get("active", True)),
-    }
-
-
-_KNOWN_NAMES = _known_names()

@@ -28,7 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
-from gateway.scim.schema import UserInput, indexed_columns
+from gateway.scim.attributes import indexed_columns
+from gateway.scim.schema import UserInput
 from models.outbox import EventKind, emit
 from models.users import User
 

@@ -27,8 +27,9 @@ from gateway.scim.http import (
     read_json,
     scim_json,
 )
+from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.render import etag, list_response, parse_projection, project, render_user
-from gateway.scim.schema import ScimUser, apply_patch, parse_patch, parse_user
+from gateway.scim.schema import ScimUser, parse_user
 
 # RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
 MAX_RESULTS = 1000

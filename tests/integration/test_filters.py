@@ -19,7 +19,8 @@ import pytest
 from scim2_models import ScimFilter
 from sqlalchemy import Engine, insert, select, text
 
-from gateway.scim.schema import POLICY, ScimUser, indexed_columns, load_stored, parse_user
+from gateway.scim.attributes import indexed_columns
+from gateway.scim.schema import POLICY, ScimUser, load_stored, parse_user
 from models.tenants import Tenant
 from models.users import User
 from tests.conftest import TenantHandle, make_tenant, user_body

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
+from gateway.scim.attributes import indexed_columns
 from gateway.scim.filters import compile_filter
-from gateway.scim.schema import indexed_columns, parse_user
+from gateway.scim.schema import parse_user
 from models.tenants import Tenant
 from models.users import User
 from tests.conftest import TenantHandle, make_tenant, user_body

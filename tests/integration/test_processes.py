@@ -58,6 +58,9 @@ def test_flower_requires_authentication(tmp_path: Path, redis_server: RedisServe
         wait_for(answering, "flower to listen")
         assert httpx2.get(url, timeout=5).status_code == 401
         assert httpx2.get(url, auth=("ops", "s3cret-test"), timeout=5).status_code == 200
+        # The password is read from the environment, never put on a command line.
+        command_line = Path(f"/proc/{flower.popen.pid}/cmdline").read_bytes()
+        assert b"celery" in command_line and b"s3cret-test" not in command_line
     assert "s3cret-test" not in flower.output()
 
 

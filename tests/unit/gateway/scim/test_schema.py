@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.scim import errors
-from gateway.scim.schema import (
-    ENTERPRISE_URN,
-    apply_patch,
-    indexed_columns,
-    parse_patch,
-    parse_user,
-    primary_email,
-)
+from gateway.scim.attributes import indexed_columns, primary_email
+from gateway.scim.patch import apply_patch, parse_patch
+from gateway.scim.schema import ENTERPRISE_URN, parse_user
 from gateway.scim.store import diff
 
 
