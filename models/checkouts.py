@@ -131,7 +131,9 @@ def check_in(session: Session, tenant_id: uuid.UUID, tag: str) -> Checkout:
 
 def apply_checkout_lock(session: Session, user_id: uuid.UUID) -> LockResult:
     """Make the user's lock and their open checkouts' flags match their current state."""
-    user = session.scalars(select(User).where(User.id == user_id).with_for_update()).one()
+    user = session.scalars(
+        select(User).where(User.id == user_id).with_for_update(key_share=True)
+    ).one()
     should_lock = not user.active or user.deleted_at is not None
     user.checkout_locked = should_lock
     open_checkouts = (Checkout.user_id == user_id, Checkout.returned_at.is_(None))

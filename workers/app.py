@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from workers.routing import DIGEST_TASK, QUEUES
 from workers.settings import settings
@@ -34,8 +34,15 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_queues=[Queue(name) for name in QUEUES],
+    # Each queue on its own direct exchange and routing key. A bare
+    # Queue(name) inherits the default exchange and key, so all three queues
+    # were declared bound to one key; send_task(queue=...) still routed by
+    # queue name (measured: each task ran once), but a publish by exchange
+    # and key would have reached every queue. Explicit bindings remove that trap.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue="notify",
+    task_default_exchange="notify",
+    task_default_routing_key="notify",
     # Flower needs task events to show what the workers do.
     worker_send_task_events=True,
     task_send_sent_event=True,

@@ -93,8 +93,13 @@ def settle_if_complete(session: Session, event: ProvisioningEvent) -> None:
     # without this lock each would count only its own uncommitted run and no
     # one would settle the event. Under READ COMMITTED the count below, run
     # after the lock is granted, sees the runs the earlier holders committed.
+    # FOR NO KEY UPDATE, not FOR UPDATE: every effect's run row holds a
+    # KEY SHARE lock on this event (its foreign key), and FOR UPDATE would
+    # wait on those, deadlocking two effects of the same event.
     session.execute(
-        select(ProvisioningEvent.id).where(ProvisioningEvent.id == event.id).with_for_update()
+        select(ProvisioningEvent.id)
+        .where(ProvisioningEvent.id == event.id)
+        .with_for_update(key_share=True)
     )
     finished = session.scalar(
         select(func.count()).select_from(SideEffectRun).where(SideEffectRun.event_id == event.id)

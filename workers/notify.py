@@ -237,7 +237,9 @@ def _prepare_digest(tenant_id: uuid.UUID) -> tuple[uuid.UUID, Email] | None:
     with session_scope() as session:
         # One digest builder per tenant at a time (two beats, overlapping runs).
         tenant = session.scalars(
-            select(Tenant).where(Tenant.id == tenant_id).with_for_update(skip_locked=True)
+            select(Tenant)
+            .where(Tenant.id == tenant_id)
+            .with_for_update(skip_locked=True, key_share=True)
         ).one_or_none()
         if tenant is None or not tenant.notify_email:
             return None

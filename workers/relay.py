@@ -120,7 +120,7 @@ class Relay:
     def _publish_claimed(self, query: Any) -> int:
         with self.engine.begin() as conn:
             rows: Sequence[Any] = conn.execute(
-                query.limit(self.batch_size).with_for_update(skip_locked=True)
+                query.limit(self.batch_size).with_for_update(skip_locked=True, key_share=True)
             ).all()
             for row in rows:
                 self.publisher.publish(row.id, row.kind)
@@ -176,7 +176,7 @@ def run(settings: WorkerSettings) -> None:
     log.info("relay started")
     while not stopping:
         try:
-            if listener is None:
+            if listener is None and settings.relay_listen:
                 listener = Listener(settings.database_url)
             published = relay.drain_once()
             if time.monotonic() >= next_sweep:
@@ -187,7 +187,10 @@ def run(settings: WorkerSettings) -> None:
             if published:
                 log.info("published %d events", published)
                 continue  # drain until the outbox is empty
-            listener.wait(settings.relay_poll_seconds)
+            if listener is not None:
+                listener.wait(settings.relay_poll_seconds)
+            else:
+                time.sleep(settings.relay_poll_seconds)  # polling mode: the interval is the point
         except BROKER_ERRORS as exc:
             # tenacity gave up for now: the events stay unpublished; try again.
             log.error("broker unavailable, events stay in the outbox: %s", type(exc).__name__)

@@ -33,6 +33,8 @@ class WorkerSettings:
     digest_check_every_seconds: float = 30.0
     sweep_after_seconds: int = 300
     relay_poll_seconds: float = 1.0
+    # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds (see BENCHMARKS.md).
+    relay_listen: bool = True
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -56,6 +58,7 @@ class WorkerSettings:
             relay_poll_seconds=float(
                 env.get("SIMPLEAMS_RELAY_POLL_SECONDS", defaults.relay_poll_seconds)
             ),
+            relay_listen=env.get("SIMPLEAMS_RELAY_LISTEN", "1").lower() not in ("0", "false", "no"),
         )
 
     def staff_url(self, slug: str, user_id: object) -> str:

@@ -85,7 +85,7 @@ async def get_live(
         c.tenant_id == tenant_id, c.scim_id == scim_id, c.deleted_at.is_(None)
     )
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     row = (await conn.execute(query)).first()
     if row is None:
         raise errors.NotFound(_not_found_detail())
@@ -150,8 +150,18 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     # unique ones, deleted users' lookup ones); PostgreSQL would fold a
     # single OR of the two back into a sequential scan.
     in_tenant = (c.tenant_id == actor.tenant_id, or_(*same_person))
-    alive = select(*_COLUMNS).where(*in_tenant, c.deleted_at.is_(None)).with_for_update().cte()
-    gone = select(*_COLUMNS).where(*in_tenant, c.deleted_at.is_not(None)).with_for_update().cte()
+    alive = (
+        select(*_COLUMNS)
+        .where(*in_tenant, c.deleted_at.is_(None))
+        .with_for_update(key_share=True)
+        .cte()
+    )
+    gone = (
+        select(*_COLUMNS)
+        .where(*in_tenant, c.deleted_at.is_not(None))
+        .with_for_update(key_share=True)
+        .cte()
+    )
     candidates = (await conn.execute(union_all(select(alive), select(gone)))).all()
     live = [row for row in candidates if row.deleted_at is None]
     if live:
