@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from gateway.scim.schema import is_email_address
 from gateway.tenancy import OperatorError, tenant_id_for
 from models.audit import AuditEntry
 from models.checkouts import CheckoutRefused, check_in, check_out
@@ -24,7 +25,7 @@ from models.users import User
 
 
 def set_notify_email(conn: Connection, slug: str, address: str | None) -> None:
-    if address is not None and ("@" not in address or any(c.isspace() for c in address)):
+    if address is not None and not is_email_address(address):
         raise OperatorError(f"{address!r} is not an email address.")
     tenant_id = tenant_id_for(conn, slug)
     conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(notify_email=address))

@@ -84,8 +84,13 @@ def is_locked_out(user: User) -> bool:
 
 
 def check_out(session: Session, tenant_id: uuid.UUID, email: str, tag: str) -> Checkout:
+    # Emails are unique among live users only: prefer the live one, else the
+    # most recently deleted (so the "locked out" answer still names them).
     user = session.scalars(
-        select(User).where(User.tenant_id == tenant_id, func.lower(User.email) == email.lower())
+        select(User)
+        .where(User.tenant_id == tenant_id, func.lower(User.email) == func.lower(email))
+        .order_by(User.deleted_at.desc().nulls_first())
+        .limit(1)
     ).one_or_none()
     if user is None:
         raise CheckoutRefused(f"No staff member with the email {email!r} in this workspace.")

@@ -48,6 +48,23 @@ class EffectTask(Task):  # type: ignore[misc]
     retry_jitter = True
     max_retries = 8
 
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # A retry is scheduled (countdown up to retry_backoff_max): restart
+        # the relay's sweep clock for this event, so the sweep does not start
+        # a second retry chain for a task that is only waiting.
+        event_id = kwargs.get("event_id")
+        if event_id is None:
+            return
+        try:
+            with session_scope() as session:
+                session.execute(
+                    update(ProvisioningEvent)
+                    .where(ProvisioningEvent.id == int(event_id))
+                    .values(published_at=func.now())
+                )
+        except (OperationalError, InterfaceError):
+            log.warning("could not note the retry of %s (database unavailable)", task_id)
+
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         event_id = kwargs.get("event_id")
         log.error("side effect failed for good task=%s event=%s: %r", self.name, event_id, exc)

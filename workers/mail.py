@@ -15,6 +15,10 @@ from workers.settings import WorkerSettings
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+
+
 def build_message(settings: WorkerSettings, to: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
@@ -51,9 +55,14 @@ def send(settings: WorkerSettings, message: EmailMessage) -> None:
                 client.login(unquote(url.username), unquote(url.password or ""))
             client.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(
-            f"the SMTP server refused the recipient(s): {list(exc.recipients)}"
-        ) from exc
+        replies = {
+            address: (code, _text(reply)) for address, (code, reply) in exc.recipients.items()
+        }
+        reason = f"the SMTP server refused the recipient(s): {replies}"
+        # RFC 5321 §4.2.1: 4yz (greylisting, a full mailbox) is worth retrying.
+        if all(400 <= code < 500 for code, _ in replies.values()):
+            raise TransientError(reason) from exc
+        raise PermanentError(reason) from exc
     except smtplib.SMTPResponseException as exc:
         # RFC 5321 §4.2.1: 4yz is transient, 5yz permanent.
         reason = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"

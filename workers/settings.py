@@ -31,7 +31,9 @@ class WorkerSettings:
     mail_from: str = "SimpleAMS <no-reply@simpleams.co.uk>"
     digest_interval_seconds: int = 300
     digest_check_every_seconds: float = 30.0
-    sweep_after_seconds: int = 300
+    # Longer than the longest retry countdown (retry_backoff_max 300 s +
+    # jitter), which restarts this clock (workers/effects.py::on_retry).
+    sweep_after_seconds: int = 600
     relay_poll_seconds: float = 1.0
     # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds (see BENCHMARKS.md).
     relay_listen: bool = True

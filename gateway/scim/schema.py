@@ -74,8 +74,12 @@ _ADDRESS_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_INDEXED_LENGTH = 512
 
 
+def is_email_address(value: str) -> bool:
+    return bool(_ADDRESS_RE.match(value))
+
+
 def _address_like(value: str | None) -> str | None:
-    if value is not None and not _ADDRESS_RE.match(value):
+    if value is not None and not is_email_address(value):
         raise ValueError("an email address looks like name@domain")
     if value is not None and len(value) > MAX_INDEXED_LENGTH:
         raise ValueError(f"an email address is at most {MAX_INDEXED_LENGTH} characters")
