@@ -7,6 +7,7 @@ always commit together.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
 from models.outbox import EventKind, emit
 from models.users import User
+
+log = logging.getLogger("simpleams.gateway.store")
 
 users = cast("Table", User.__table__)
 c = users.c
@@ -239,6 +242,12 @@ async def replace(
     if not changes:
         # Okta re-sends unchanged users; a no-op must not bump the version or
         # fan out side effects.
+        if data.ignored_attributes:
+            log.info(
+                "write changed nothing; ignored attributes request_id=%s names=%s",
+                actor.request_id,
+                ",".join(data.ignored_attributes),
+            )
         return current
     row = await _write(
         conn,
