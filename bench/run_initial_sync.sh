@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# Fresh database, the Procfile's web process, then bench/initial_sync.py, RUNS times.
-# Usage: bash bench/run_initial_sync.sh [USERS] [CONCURRENCY] [RUNS]
+# Fresh database, the Procfile's web (and, with EFFECTS=1, relay + worker),
+# then bench/initial_sync.py, RUNS times.
+# Usage: [EFFECTS=1] bash bench/run_initial_sync.sh [USERS] [CONCURRENCY] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-3000}; CONCURRENCY=${2:-16}; RUNS=${3:-3}; PORT=${PORT:-8801}
 export DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/simpleams_bench
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/14}
+PSQL="psql -h 127.0.0.1 -U root -d simpleams_bench -tAc"
 for run in $(seq 1 "$RUNS"); do
   psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS simpleams_bench WITH (FORCE)" \
     -c "CREATE DATABASE simpleams_bench"
+  redis-cli -n "${REDIS_URL##*/}" flushdb >/dev/null
   .venv/bin/simpleams migrate >/dev/null
   token=$(.venv/bin/simpleams demo | tail -1)
-  PORT=$PORT .venv/bin/uvicorn --factory gateway.app:app_from_env --host 127.0.0.1 --port "$PORT" \
-    --log-level warning &
-  web=$!
+  pids=()
+  .venv/bin/uvicorn --factory gateway.app:app_from_env --host 127.0.0.1 --port "$PORT" \
+    --log-level warning & pids+=($!)
+  if [ "${EFFECTS:-0}" = 1 ]; then
+    .venv/bin/python -m workers.relay >/dev/null 2>&1 & pids+=($!)
+    .venv/bin/celery -A workers.app worker --queues=audit,checkout,notify --concurrency=2 \
+      --loglevel=WARNING >/dev/null 2>&1 & pids+=($!)
+  fi
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-  echo "run $run: $USERS users, concurrency $CONCURRENCY"
+  echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0}"
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT/scim/v2" --token "$token" \
     --users "$USERS" --concurrency "$CONCURRENCY"
-  kill "$web"; wait "$web" 2>/dev/null || true
+  if [ "${EFFECTS:-0}" = 1 ]; then
+    echo "  outbox at the end of the sync: $($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL") events unsettled"
+    start=$(date +%s.%N)
+    for _ in $(seq 1 1200); do
+      [ "$($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL")" = 0 ] && break
+      sleep 0.1  # polling the outbox until it drains
+    done
+    echo "  side effects caught up $(echo "$(date +%s.%N) - $start" | bc) s after the paged read ended"
+  fi
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 done
