@@ -23,6 +23,7 @@ from gateway.auth import ScimAuthMiddleware
 from gateway.db import create_engine
 from gateway.scim import discovery, errors, users
 from gateway.settings import Settings
+from gateway.throttle import FailedAuthThrottle
 
 log = logging.getLogger("simpleams.gateway")
 
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await engine.dispose()
 
+    throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
     scim_routes = users.routes + discovery.routes
     app = Starlette(
         routes=[
@@ -146,7 +148,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount(
                 "/scim/v2",
                 routes=scim_routes,
-                middleware=[Middleware(ScimAuthMiddleware, engine=engine, settings=settings)],
+                middleware=[
+                    Middleware(
+                        ScimAuthMiddleware, engine=engine, settings=settings, throttle=throttle
+                    )
+                ],
             ),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
@@ -161,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.auth_throttle = throttle
     return app
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -25,7 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.db import reading
 from gateway.scim import errors
 from gateway.settings import Settings
+from gateway.throttle import FailedAuthThrottle
 from models.tenants import Plan, ScimCredential, Tenant
+
+log = logging.getLogger("simpleams.gateway.auth")
 
 TOKEN_PREFIX = "sams_scim_"  # noqa: S105 - a public prefix, not a secret
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -61,6 +65,12 @@ def is_well_formed(token: str) -> bool:
     return bool(_TOKEN_RE.match(token)) and _checksum(token[len(TOKEN_PREFIX) : -6]) == token[-6:]
 
 
+def _client_address(scope: Scope) -> str:
+    # uvicorn --proxy-headers puts the forwarded client here, from trusted proxies only.
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
+
+
 def _presented_token(scope: Scope) -> str:
     """The bearer token of the request, checked for shape before any database work."""
     headers: dict[bytes, bytes] = dict(scope["headers"])
@@ -93,10 +103,13 @@ class ScimAuthMiddleware:
     a SCIM error response here, in one place.
     """
 
-    def __init__(self, app: ASGIApp, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, engine: AsyncEngine, settings: Settings, throttle: FailedAuthThrottle
+    ) -> None:
         self.app = app
         self.engine = engine
         self.settings = settings
+        self.throttle = throttle
         self._last_recorded: dict[uuid.UUID, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,17 +118,29 @@ class ScimAuthMiddleware:
             return
         try:
             token = _presented_token(scope)
-        except errors.ScimError as exc:
-            await exc.to_response()(scope, receive, send)
-            return
-        try:
             async with reading(self.engine) as conn:
                 principal = await self._authenticate(conn, scope, token)
+        except errors.Unauthorized as exc:
+            await self._refuse(exc, _client_address(scope)).to_response()(scope, receive, send)
+            return
         except errors.ScimError as exc:
             await exc.to_response()(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    def _refuse(self, failure: errors.Unauthorized, client: str) -> errors.ScimError:
+        """401 for a failed authentication, or 429 once this client has failed too often."""
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            log.warning("throttling failed authentications client=%s retry_after=%s", client, wait)
+            return errors.TooManyRequests(
+                "Too many requests with an invalid SCIM token from this address; wait, then use "
+                "the token from Settings → Integrations → SCIM 2.0.",
+                headers={"Retry-After": str(wait)},
+            )
+        self.throttle.record_failure(client)
+        return failure
 
     async def _authenticate(self, conn: AsyncConnection, scope: Scope, token: str) -> Principal:
         headers = dict(scope["headers"])

@@ -23,6 +23,8 @@ class Settings:
         difference on 2 cores (DEPENDENCIES.md), so keep it small.
     :param db_statement_timeout_ms: bound every statement so a stuck query
         answers an error long before Okta's 60 s timeout.
+    :param auth_failures_per_minute: failed authentications one client address
+        may make per minute (per process) before it gets 429.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -32,6 +34,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 4
     db_statement_timeout_ms: int = 10_000
+    auth_failures_per_minute: int = 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -44,6 +47,7 @@ class Settings:
             max_body_bytes=int(env.get("SIMPLEAMS_MAX_BODY_BYTES", "1048576")),
             db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "4")),
             db_statement_timeout_ms=int(env.get("SIMPLEAMS_DB_STATEMENT_TIMEOUT_MS", "10000")),
+            auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
         )
 
     def endpoint_for(self, slug: str) -> str:

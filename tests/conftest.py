@@ -69,10 +69,17 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(settings: Settings) -> AsyncIterator[Any]:
+async def _session_app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
     yield application
     await application.state.engine.dispose()
+
+
+@pytest.fixture
+def app(_session_app: Any) -> Any:
+    """The gateway, shared by the session, with a fresh failed-auth throttle per test."""
+    _session_app.state.auth_throttle.clear()
+    return _session_app
 
 
 @dataclass

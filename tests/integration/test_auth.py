@@ -145,3 +145,26 @@ async def test_only_the_token_hash_is_stored(tenant: TenantHandle, db: Engine) -
     assert row.token_hash == hashlib.sha256(tenant.token.encode()).hexdigest()
     assert tenant.token not in row.token_hash
     assert tenant.token.startswith(row.token_prefix) and len(row.token_prefix) < 20
+
+
+async def test_repeated_bad_tokens_get_429_but_a_valid_token_is_never_throttled(
+    app: Any, tenant: TenantHandle
+) -> None:
+    from gateway.auth import generate_token
+
+    def client_from(address: str) -> httpx2.AsyncClient:
+        transport = httpx2.ASGITransport(app=app, client=(address, 40000))
+        return httpx2.AsyncClient(transport=transport, base_url="http://localhost/scim/v2")
+
+    async with client_from("203.0.113.7") as scanner, client_from("203.0.113.8") as other:
+        for _ in range(20):
+            assert_401(await scanner.get("/Users", headers={"Authorization": "Bearer nope"}))
+        forged = {"Authorization": f"Bearer {generate_token()}"}
+        throttled = await scanner.get("/Users", headers=forged)
+        assert throttled.status_code == 429
+        assert int(throttled.headers["retry-after"]) > 0
+        assert throttled.json()["status"] == "429"
+        # The IdP behind the same address keeps working (Entra quarantines on 429).
+        ok = await scanner.get("/Users", headers={"Authorization": f"Bearer {tenant.token}"})
+        assert ok.status_code == 200
+        assert_401(await other.get("/Users", headers={"Authorization": "Bearer nope"}))

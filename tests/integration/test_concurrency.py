@@ -15,10 +15,10 @@ async def test_simultaneous_creates_of_one_person_make_one_user(
 ) -> None:
     body = user_body("rush@acme.test", externalId="00uR")
 
-    responses = await asyncio.gather(*(client.post("/Users", json=body) for _ in range(20)))
+    responses = await asyncio.gather(*(client.post("/Users", json=body) for _ in range(50)))
 
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201] + [409] * 19, statuses
+    assert statuses == [201] + [409] * 49, statuses
     for conflict in (r for r in responses if r.status_code == 409):
         assert conflict.json()["scimType"] == "uniqueness"
     with db.connect() as conn:
@@ -48,3 +48,24 @@ async def test_concurrent_patches_of_one_user_lose_no_update(
     final = (await client.get(f"/Users/{created['id']}")).json()
     assert sorted(p["value"] for p in final["phoneNumbers"]) == sorted(phones)
     assert final["meta"]["version"] == f'W/"{1 + len(phones)}"'
+
+
+async def test_if_match_races_give_one_winner_and_412s(client: httpx2.AsyncClient) -> None:
+    created = (await client.post("/Users", json=user_body("race@acme.test"))).json()
+    version = created["meta"]["version"]
+
+    responses = await asyncio.gather(
+        *(
+            client.patch(
+                f"/Users/{created['id']}",
+                json={"Operations": [{"op": "replace", "path": "title", "value": f"T{n}"}]},
+                headers={"If-Match": version},
+            )
+            for n in range(10)
+        )
+    )
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [412] * 9, statuses
+    winner = next(r for r in responses if r.status_code == 200).json()
+    assert (await client.get(f"/Users/{created['id']}")).json()["title"] == winner["title"]
