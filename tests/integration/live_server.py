@@ -23,6 +23,15 @@ def free_port() -> int:
 @contextmanager
 def running_gateway(database_url: str, log_path: Path) -> Iterator[str]:
     """Start `web` as the Procfile does; yield its base URL once /healthz answers."""
+    with gateway_process(database_url, log_path) as (url, _process):
+        yield url
+
+
+@contextmanager
+def gateway_process(
+    database_url: str, log_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like running_gateway, and hands over the process (to signal it)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port)}
     uvicorn = str(Path(sys.executable).parent / "uvicorn")
@@ -36,6 +45,8 @@ def running_gateway(database_url: str, log_path: Path) -> Iterator[str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--timeout-graceful-shutdown",
+                "20",
             ],
             env=env,
             stdout=log,
@@ -44,10 +55,11 @@ def running_gateway(database_url: str, log_path: Path) -> Iterator[str]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_until_healthy(url, process)
-            yield url
+            yield url, process
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=30)
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
