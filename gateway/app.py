@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth import ScimAuthMiddleware
 from gateway.db import create_engine
 from gateway.scim import discovery, errors, users
+from gateway.scim.openapi import openapi
 from gateway.settings import Settings
 from gateway.throttle import FailedAuthThrottle
 
@@ -145,6 +146,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            # Public, like the RFC 7643 schemas it summarises; no tenant data.
+            Route("/scim/v2/openapi.json", openapi),
             Mount(
                 "/scim/v2",
                 routes=scim_routes,
