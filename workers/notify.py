@@ -150,17 +150,21 @@ def on_event(event_id: int) -> str:
     # The row is committed before SMTP: a crash from here on resends, never skips.
     _deliver(alert)
     with session_scope() as session:
-        session.execute(
-            update(Notification)
-            .where(Notification.id == notification_id)
-            .values(status="sent", sent_at=func.now())
-        )
+        _mark_sent(session, notification_id)
         event = session.get(ProvisioningEvent, event_id)
         if event is None:
             raise PermanentError(f"provisioning event {event_id} disappeared")
         claim_run(session, event_id, Effect.notify)
         settle_if_complete(session, event)
     return "leaver alert sent"
+
+
+def _mark_sent(session: Session, notification_id: uuid.UUID) -> None:
+    session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id)
+        .values(status="sent", sent_at=func.now())
+    )
 
 
 def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant) -> str:
@@ -224,11 +228,7 @@ def send_digests() -> int:
     for notification_id, email in prepared:
         _deliver(email)
         with session_scope() as session:
-            session.execute(
-                update(Notification)
-                .where(Notification.id == notification_id)
-                .values(status="sent", sent_at=func.now())
-            )
+            _mark_sent(session, notification_id)
         sent += 1
     return sent
 

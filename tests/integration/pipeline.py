@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -164,3 +164,42 @@ def procfile_process(
             yield process
         finally:
             process.stop()
+
+
+@dataclass
+class Pipeline:
+    """The side-effect processes of one test: start Procfile lines on demand."""
+
+    env: dict[str, str]
+    redis: RedisServer
+    log_dir: Path
+    stack: ExitStack
+    smtp: Any = None
+
+    def start(self, name: str, extra_args: str = "", **env: str) -> Process:
+        return self.stack.enter_context(
+            procfile_process(name, {**self.env, **env}, self.log_dir, extra_args)
+        )
+
+
+@contextmanager
+def pipeline_processes(database_url: str, log_dir: Path, smtp: Any) -> Iterator[Pipeline]:
+    """A private Redis and settings short enough for tests; processes stop on exit."""
+    redis = RedisServer()
+    redis.start()
+    try:
+        with ExitStack() as stack:
+            env = {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis.url,
+                "SMTP_URL": smtp.url,
+                "SIMPLEAMS_BASE_DOMAIN": "simpleams.test",
+                "SIMPLEAMS_DIGEST_INTERVAL_SECONDS": "1",
+                "SIMPLEAMS_DIGEST_CHECK_SECONDS": "0.5",
+                "SIMPLEAMS_SWEEP_AFTER_SECONDS": "3",
+                "SIMPLEAMS_RELAY_POLL_SECONDS": "0.2",
+                "CELERY_BEAT_SCHEDULE": str(log_dir / "beat-schedule"),
+            }
+            yield Pipeline(env, redis, log_dir, stack, smtp)
+    finally:
+        redis.cleanup()

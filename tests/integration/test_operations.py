@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -30,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import TenantHandle, make_tenant, user_body
 from tests.integration.live_server import free_port
-from tests.integration.pipeline import Process, RedisServer, procfile_process, wait_for
+from tests.integration.pipeline import Pipeline, Process, pipeline_processes, wait_for
 
 SIMPLEAMS = str(Path(sys.executable).parent / "simpleams")
 OKTA = {"User-Agent": "Okta SCIM Client 1.0.0"}
@@ -129,38 +128,10 @@ def smtp() -> Iterator[ScriptedSmtp]:
 # --- the pipeline (as in test_side_effects.py, with the scripted SMTP server) --
 
 
-@dataclass
-class Pipeline:
-    env: dict[str, str]
-    redis: RedisServer
-    smtp: ScriptedSmtp
-    log_dir: Path
-    stack: ExitStack
-
-    def start(self, name: str, extra_args: str = "", **env: str) -> Process:
-        return self.stack.enter_context(
-            procfile_process(name, {**self.env, **env}, self.log_dir, extra_args)
-        )
-
-
 @pytest.fixture
 def pipeline(database_url: str, tmp_path: Path, smtp: ScriptedSmtp) -> Iterator[Pipeline]:
-    redis = RedisServer()
-    redis.start()
-    with ExitStack() as stack:
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "SMTP_URL": smtp.url,
-            "SIMPLEAMS_BASE_DOMAIN": "simpleams.test",
-            "SIMPLEAMS_DIGEST_INTERVAL_SECONDS": "1",
-            "SIMPLEAMS_DIGEST_CHECK_SECONDS": "0.5",
-            "SIMPLEAMS_SWEEP_AFTER_SECONDS": "3",
-            "SIMPLEAMS_RELAY_POLL_SECONDS": "0.2",
-            "CELERY_BEAT_SCHEDULE": str(tmp_path / "beat-schedule"),
-        }
-        yield Pipeline(env, redis, smtp, tmp_path, stack)
-    redis.cleanup()
+    with pipeline_processes(database_url, tmp_path, smtp) as running:
+        yield running
     # Shown by pytest only when the test failed: what the processes said.
     for log in sorted(tmp_path.glob("*.log")):
         print(f"----- {log.name} (last 15,000 characters)")

@@ -7,8 +7,6 @@ import os
 import re
 import signal
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,51 +17,16 @@ from sqlalchemy import Engine, text
 from gateway import operations
 from tests.conftest import TenantHandle, user_body
 from tests.integration.live_server import free_port
-from tests.integration.pipeline import (
-    Process,
-    RedisServer,
-    SmtpSink,
-    procfile_process,
-    smtp_sink,
-    wait_for,
-)
+from tests.integration.pipeline import Pipeline, pipeline_processes, smtp_sink, wait_for
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 REACTIVATE = {"Operations": [{"op": "replace", "value": {"active": True}}]}
 
 
-@dataclass
-class Pipeline:
-    env: dict[str, str]
-    redis: RedisServer
-    smtp: SmtpSink
-    log_dir: Path
-    stack: ExitStack
-
-    def start(self, name: str, extra_args: str = "", **env: str) -> Process:
-        return self.stack.enter_context(
-            procfile_process(name, {**self.env, **env}, self.log_dir, extra_args)
-        )
-
-
 @pytest.fixture
 def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    redis = RedisServer()
-    redis.start()
-    with ExitStack() as stack, smtp_sink() as smtp:
-        env = {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "SMTP_URL": smtp.url,
-            "SIMPLEAMS_BASE_DOMAIN": "simpleams.test",
-            "SIMPLEAMS_DIGEST_INTERVAL_SECONDS": "1",
-            "SIMPLEAMS_DIGEST_CHECK_SECONDS": "0.5",
-            "SIMPLEAMS_SWEEP_AFTER_SECONDS": "3",
-            "SIMPLEAMS_RELAY_POLL_SECONDS": "0.2",
-            "CELERY_BEAT_SCHEDULE": str(tmp_path / "beat-schedule"),
-        }
-        yield Pipeline(env, redis, smtp, tmp_path, stack)
-    redis.cleanup()
+    with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
+        yield running
 
 
 def scalar(db: Engine, sql: str, **params: Any) -> Any:
