@@ -19,6 +19,7 @@ SQL's three-valued NULL would drop them.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -74,6 +75,7 @@ MAX_FILTER_LENGTH = 4096
 # scim2-models refuses expressions nested deeper than this; redundant
 # parentheses do not count there, so they are bounded before parsing.
 MAX_PARENTHESES_DEPTH = 32
+ORDERING = (CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le)
 
 
 def compile_filter(text: str) -> ColumnElement[bool]:
@@ -214,6 +216,9 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
         binding = self._bind(node.attr_path, comparison=True)
         _check_literal(binding, node)
         value = coerce_value(binding, node.value, node.op)
+        if isinstance(value, str):
+            # Stored strings are NFC (gateway/scim/schema.py); compare like with like.
+            value = unicodedata.normalize("NFC", value)
         if self.element is not None:
             return _compare(element_sql(self.element, binding), binding, node.op, value)
         if binding.is_multivalued:
@@ -227,9 +232,15 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
             if node.op is CompareOperator.ne:
                 eq = Comparison(node.attr_path, CompareOperator.eq, node.value)
                 return not_(self.visit_comparison(eq))
-            return self._any_element(
+            any_element = self._any_element(
                 binding, lambda e: _compare(element_sql(e, binding), binding, node.op, value)
             )
+            if value is None and node.op is CompareOperator.eq:
+                # RFC 7643 §2.5: an unassigned attribute and null are the same state.
+                stored = json_at(json_keys(binding))
+                absent = func.coalesce(func.jsonb_typeof(stored), "null") == "null"
+                return or_(absent, any_element)
+            return any_element
         if _is_id(binding) and node.op in (CompareOperator.eq, CompareOperator.ne):
             return _compare_id(node.op, value)
         return _compare(scalar_sql(binding), binding, node.op, value)
@@ -367,6 +378,10 @@ def _compare(
             # on some letters (a final sigma).
             pattern = func.lower(pattern)
         return left.like(pattern, escape="\\")
+    if is_string(binding) and op in ORDERING:
+        # Code-point order, whatever the database's locale (docker's postgres
+        # image defaults to en_US), so gt/lt mean the same everywhere.
+        left, right = left.collate("C"), right.collate("C")
     comparisons: dict[CompareOperator, Callable[[], ColumnElement[bool]]] = {
         CompareOperator.eq: lambda: left == right,
         CompareOperator.gt: lambda: left > right,

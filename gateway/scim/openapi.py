@@ -29,6 +29,10 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {SCIM: {"schema": _ref("Error")}}}
 
 
+_WRITE_ERRORS = {
+    "413": _error("The request body is larger than the limit"),
+    "415": _error("The body is not application/scim+json or application/json"),
+}
 _ERRORS = {
     "400": _error("Invalid request (scimType says why)"),
     "401": _error("Missing or invalid bearer token"),
@@ -172,9 +176,13 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+# Responses may leave userName out (attributes/excludedAttributes, RFC 7644 §3.9).
+_SCHEMAS["UserResource"] = {**_SCHEMAS["User"], "required": ["schemas", "id"]}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
-    user = {"description": "The user", "content": {SCIM: {"schema": _ref("User")}}}
+    user = {"description": "The user", "content": {SCIM: {"schema": _ref("UserResource")}}}
     listing = {
         "description": "A page of users",
         "content": {SCIM: {"schema": _ref("ListResponse")}},
@@ -197,13 +205,18 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "parameters": _PROJECTION,
                     "requestBody": {"required": True, "content": _content(_ref("User"))},
-                    "responses": {"201": user, "409": _error("userName or email taken"), **_ERRORS},
+                    "responses": {
+                        "201": user,
+                        "409": _error("userName or email taken"),
+                        **_ERRORS,
+                        **_WRITE_ERRORS,
+                    },
                 },
             },
             "/Users/.search": {
                 "post": {
                     "requestBody": {"required": True, "content": _content(_ref("SearchRequest"))},
-                    "responses": {"200": listing, **_ERRORS},
+                    "responses": {"200": listing, **_ERRORS, **_WRITE_ERRORS},
                 }
             },
             "/Users/{id}": {
@@ -221,6 +234,7 @@ def openapi_document() -> dict[str, Any]:
                         "409": _error("Taken"),
                         "412": _error("If-Match did not match"),
                         **_ERRORS,
+                        **_WRITE_ERRORS,
                     },
                 },
                 "patch": {
@@ -232,6 +246,7 @@ def openapi_document() -> dict[str, Any]:
                         "409": _error("Taken"),
                         "412": _error("If-Match did not match"),
                         **_ERRORS,
+                        **_WRITE_ERRORS,
                     },
                 },
                 "delete": {

@@ -18,6 +18,7 @@ RFC reading, and why:
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -166,7 +167,19 @@ def to_input(user: ScimUser) -> UserInput:
         if value is not None and len(value) > MAX_INDEXED_LENGTH:
             raise errors.InvalidValue(f"'{name}' is at most {MAX_INDEXED_LENGTH} characters.")
     document = user.model_dump(scim_ctx=Context.DEFAULT, exclude={"id", "meta", "groups"})
-    return UserInput(document=document, ignored_attributes=sorted(set(ignored)))
+    return UserInput(document=_nfc(document), ignored_attributes=sorted(set(ignored)))
+
+
+def _nfc(value: Any) -> Any:
+    """Store text in Unicode NFC, so a decomposed "é" and a composed one are the
+    same userName, email or filter value (RFC 7644 §5 asks for normalised names)."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {key: _nfc(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nfc(item) for item in value]
+    return value
 
 
 def _unknown_attribute_names(user: ScimUser) -> list[str]:
