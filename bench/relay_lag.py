@@ -118,7 +118,7 @@ def main() -> None:
                 ).scalar_one()
             if not left:
                 break
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling the outbox until it drains (with the deadline above)
         with engine.connect() as conn:
             rows = conn.execute(
                 text(

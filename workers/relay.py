@@ -194,13 +194,13 @@ def run(settings: WorkerSettings) -> None:
         except BROKER_ERRORS as exc:
             # tenacity gave up for now: the events stay unpublished; try again.
             log.error("broker unavailable, events stay in the outbox: %s", type(exc).__name__)
-            time.sleep(settings.relay_poll_seconds)
+            time.sleep(settings.relay_poll_seconds)  # back off before the next attempt
         except DATABASE_ERRORS as exc:
             log.error("database unavailable: %s", type(exc).__name__)
             if listener is not None:
                 listener.close()
                 listener = None
-            time.sleep(settings.relay_poll_seconds)
+            time.sleep(settings.relay_poll_seconds)  # back off until PostgreSQL is back
     if listener is not None:
         listener.close()
     log.info("relay stopped")
