@@ -13,6 +13,7 @@
     simpleams events retry ID|--all # put them back in the outbox
     simpleams checkout SLUG EMAIL ASSET_TAG
     simpleams checkin SLUG ASSET_TAG
+    simpleams guard release SLUG    # apply deactivations held by the mass-deprovision guard
 
 Exit status: 0 on success, 1 on an operator error (unknown tenant, wrong
 plan, database unreachable), 2 on bad usage.
@@ -70,8 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("plan", choices=PLANS)
     settings = tenant.add_parser("set", help="change a tenant's settings")
     settings.add_argument("slug")
+    settings.add_argument("--notify-email", help="where leaver alerts and digests go ('' to stop)")
     settings.add_argument(
-        "--notify-email", required=True, help="where leaver alerts and digests go ('' to stop)"
+        "--guard-percent", type=int, help="mass-deprovision guard: share of users (default 10)"
+    )
+    settings.add_argument(
+        "--guard-min-users", type=int, help="mass-deprovision guard: at least this many (10)"
+    )
+    settings.add_argument(
+        "--guard-window-minutes", type=int, help="mass-deprovision guard: window (60)"
     )
 
     audit = commands.add_parser("audit", help="read a tenant's audit log")
@@ -92,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     checkout.add_argument("slug")
     checkout.add_argument("email")
     checkout.add_argument("asset_tag")
+    guard = commands.add_parser("guard", help="the mass-deprovision guard").add_subparsers(
+        dest="action", required=True
+    )
+    guard.add_parser("release", help="apply the deactivations it held").add_argument("slug")
+
     checkin = commands.add_parser("checkin", help="record an asset check-in")
     checkin.add_argument("slug")
     checkin.add_argument("asset_tag")
@@ -116,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if (
+        args.command == "tenant"
+        and args.action == "set"
+        and all(
+            getattr(args, name) is None
+            for name in ("notify_email", "guard_percent", "guard_min_users", "guard_window_minutes")
+        )
+    ):
+        parser.error("tenant set: give --notify-email and/or a --guard-* setting")
     if args.command == "events" and args.action == "retry" and bool(args.ids) == args.all:
         parser.error("events retry: give dead-letter IDs or --all (not both)")
     settings = Settings.from_env()
@@ -156,8 +178,17 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
         tenancy.set_plan(conn, args.slug, Plan(args.plan))
         print(f"Tenant {args.slug!r} is now on the {args.plan} plan.")
     elif args.command == "tenant" and args.action == "set":
-        operations.set_notify_email(conn, args.slug, args.notify_email or None)
-        print(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
+        if args.notify_email is not None:
+            operations.set_notify_email(conn, args.slug, args.notify_email or None)
+            print(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
+        guard = {
+            "guard_percent": args.guard_percent,
+            "guard_min_users": args.guard_min_users,
+            "guard_window_minutes": args.guard_window_minutes,
+        }
+        if any(value is not None for value in guard.values()):
+            operations.set_guard(conn, args.slug, **guard)
+            print(f"Mass-deprovision guard for {args.slug!r} updated.")
     elif args.command == "audit":
         _print_audit(operations.audit_entries(conn, args.slug, args.user, args.since), args.json)
     elif args.command == "events" and args.action == "failed":
@@ -168,6 +199,9 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
     elif args.command == "checkout":
         operations.record_checkout(conn, args.slug, args.email, args.asset_tag)
         print(f"{args.asset_tag} checked out to {args.email}.")
+    elif args.command == "guard" and args.action == "release":
+        count = operations.release_guard(conn, args.slug)
+        print(f"Released {count} held deactivation(s) for {args.slug!r}; their effects run now.")
     elif args.command == "checkin":
         operations.record_checkin(conn, args.slug, args.asset_tag)
         print(f"{args.asset_tag} checked in.")

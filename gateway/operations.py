@@ -31,6 +31,28 @@ def set_notify_email(conn: Connection, slug: str, address: str | None) -> None:
     conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(notify_email=address))
 
 
+def set_guard(
+    conn: Connection,
+    slug: str,
+    guard_percent: int | None = None,
+    guard_min_users: int | None = None,
+    guard_window_minutes: int | None = None,
+) -> None:
+    values = {
+        name: value
+        for name, value in (
+            ("guard_percent", guard_percent),
+            ("guard_min_users", guard_min_users),
+            ("guard_window_minutes", guard_window_minutes),
+        )
+        if value is not None
+    }
+    if any(value < 1 for value in values.values()) or values.get("guard_percent", 1) > 100:
+        raise OperatorError("Guard settings are positive whole numbers; the percent is 1-100.")
+    tenant_id = tenant_id_for(conn, slug)
+    conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(**values))
+
+
 def audit_entries(
     conn: Connection, slug: str, user_email: str | None, since: datetime | None
 ) -> Iterator[dict[str, Any]]:
@@ -147,3 +169,40 @@ def record_checkin(conn: Connection, slug: str, tag: str) -> uuid.UUID:
         return check_in(Session(bind=conn), tenant_id, tag).id
     except CheckoutRefused as exc:
         raise OperatorError(str(exc)) from None
+
+
+def release_guard(conn: Connection, slug: str) -> int:
+    """Apply the deactivations the mass-deprovision guard held; returns how many events."""
+    tenant_id = tenant_id_for(conn, slug)
+    held = (
+        conn.execute(
+            select(SideEffectRun.event_id)
+            .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
+            .where(
+                ProvisioningEvent.tenant_id == tenant_id,
+                SideEffectRun.status == RunStatus.held.value,
+            )
+        )
+        .scalars()
+        .all()
+    )
+    conn.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(guard_tripped_at=None, guard_released_at=func.now())
+    )
+    event_ids = sorted(set(held))
+    if event_ids:
+        conn.execute(
+            delete(SideEffectRun).where(
+                SideEffectRun.event_id.in_(event_ids),
+                SideEffectRun.status == RunStatus.held.value,
+            )
+        )
+        # Back in the outbox; the guard no longer counts what was released.
+        conn.execute(
+            update(ProvisioningEvent)
+            .where(ProvisioningEvent.id.in_(event_ids))
+            .values(published_at=None, settled_at=None)
+        )
+    return len(event_ids)

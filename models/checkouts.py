@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, created_at, uuid_pk
+from models.guard import is_tripped
 from models.users import User
 
 
@@ -79,8 +80,11 @@ class LockResult:
     unflagged: int
 
 
-def is_locked_out(user: User) -> bool:
-    return bool(user.checkout_locked or not user.active or user.deleted_at is not None)
+def is_locked_out(user: User, guard_tripped: bool = False) -> bool:
+    """Locked by the worker, or deactivated/deleted by the IdP (unless the
+    mass-deprovision guard is holding deactivations for an admin to review)."""
+    left = not user.active or user.deleted_at is not None
+    return bool(user.checkout_locked or (left and not guard_tripped))
 
 
 def check_out(session: Session, tenant_id: uuid.UUID, email: str, tag: str) -> Checkout:
@@ -96,7 +100,7 @@ def check_out(session: Session, tenant_id: uuid.UUID, email: str, tag: str) -> C
         raise CheckoutRefused(f"No staff member with the email {email!r} in this workspace.")
     # Refuse on the user's state too, not only on the lock: the lock is set by
     # a worker moments after the IdP deactivates someone.
-    if is_locked_out(user):
+    if is_locked_out(user, guard_tripped=is_tripped(session, tenant_id)):
         raise CheckoutRefused(
             f"{email} is locked out of checkouts: the identity provider deactivated or removed "
             "them. Re-enable them in the IdP to restore access."

@@ -26,6 +26,7 @@ from models.base import Base, created_at, uuid_pk
 class NotificationKind(enum.StrEnum):
     leaver_with_assets = "leaver_with_assets"
     digest = "digest"
+    guard_tripped = "guard_tripped"
 
 
 class Notification(Base):

@@ -52,6 +52,7 @@ class Effect(enum.StrEnum):
 class RunStatus(enum.StrEnum):
     done = "done"
     failed = "failed"  # a dead letter: listed and replayed with `simpleams events`
+    held = "held"  # held by the mass-deprovision guard until an admin releases it
 
 
 class ProvisioningEvent(Base):

@@ -42,6 +42,14 @@ class Tenant(Base):
     scim_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
     # Where leaver alerts and provisioning digests go; none are sent without it.
     notify_email: Mapped[str | None]
+    # Mass-deprovision guard (models/guard.py): more deactivations than
+    # max(guard_min_users, guard_percent % of users) within guard_window_minutes
+    # holds the lock and notification effects of the further ones.
+    guard_percent: Mapped[int] = mapped_column(server_default=text("10"))
+    guard_min_users: Mapped[int] = mapped_column(server_default=text("10"))
+    guard_window_minutes: Mapped[int] = mapped_column(server_default=text("60"))
+    guard_tripped_at: Mapped[datetime | None]
+    guard_released_at: Mapped[datetime | None]
     created_at: Mapped[created_at]
 
 

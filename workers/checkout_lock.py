@@ -12,15 +12,20 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from models import guard
 from models.checkouts import apply_checkout_lock
 from models.outbox import Effect, ProvisioningEvent
 from workers.app import app
-from workers.effects import EffectTask, run_once
+from workers.effects import EffectTask, hold_run, run_once
 
 log = logging.getLogger("simpleams.workers.checkout")
 
 
 def converge_lock(session: Session, event: ProvisioningEvent) -> None:
+    if guard.holds(session, event):
+        hold_run(session, event.id, Effect.checkout_lock)
+        log.warning("mass-deprovision guard holds the lock of event=%s", event.id)
+        return
     result = apply_checkout_lock(session, event.user_id)
     log.info(
         "checkout lock event=%s user=%s locked=%s flagged=%s unflagged=%s",

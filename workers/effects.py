@@ -104,6 +104,15 @@ def claim_run(session: Session, event_id: int, effect: Effect) -> bool:
     return claimed is not None
 
 
+def hold_run(session: Session, event_id: int, effect: Effect) -> None:
+    """Mark a claimed run as held by the mass-deprovision guard (models/guard.py)."""
+    session.execute(
+        update(SideEffectRun)
+        .where(SideEffectRun.event_id == event_id, SideEffectRun.effect == effect.value)
+        .values(status=RunStatus.held.value)
+    )
+
+
 def settle_if_complete(session: Session, event: ProvisioningEvent) -> None:
     """Mark the event settled once every routed effect has finished (done or dead)."""
     # The effects of one event run concurrently in different transactions;
@@ -161,6 +170,7 @@ __all__ = [
     "PermanentError",
     "TransientError",
     "claim_run",
+    "hold_run",
     "record_failure",
     "run_once",
     "settle_if_complete",

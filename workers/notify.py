@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from models import guard
 from models.checkouts import open_checkouts
 from models.notifications import DigestItem, Notification, NotificationKind
 from models.outbox import Effect, EventKind, ProvisioningEvent
@@ -31,7 +32,13 @@ from models.users import User
 from workers import mail
 from workers.app import app
 from workers.db import session_scope
-from workers.effects import EffectTask, PermanentError, claim_run, settle_if_complete
+from workers.effects import (
+    EffectTask,
+    PermanentError,
+    claim_run,
+    hold_run,
+    settle_if_complete,
+)
 from workers.settings import settings
 
 log = logging.getLogger("simpleams.workers.notify")
@@ -83,6 +90,23 @@ def leaver_email(
     )
 
 
+def guard_email(tenant_slug: str, to: str, staff_url: str) -> Email:
+    lines = [
+        "An unusual number of your users were deactivated or deleted by your identity "
+        "provider in a short time. SimpleAMS has recorded the deactivations, but it is",
+        "holding their checkout locks and notifications until an administrator reviews them.",
+        "",
+        "If this was intended (a reorganisation, an offboarding wave), release them with:",
+        f"    simpleams guard release {tenant_slug}",
+        "If it was not, check your identity provider and regenerate the SCIM token.",
+        "",
+        f"Staff list: {staff_url}",
+        "",
+        f"-- SimpleAMS provisioning for {tenant_slug}",
+    ]
+    return Email(to=to, subject="Mass deprovisioning held for review", body="\n".join(lines))
+
+
 def digest_email(
     tenant_slug: str, to: str, counts: Counter[tuple[str, str]], staff_url: str
 ) -> Email:
@@ -131,32 +155,80 @@ def on_event(event_id: int) -> str:
         user = session.get(User, event.user_id)
         if tenant is None or user is None:
             raise PermanentError(f"event {event_id}: its tenant or user no longer exists")
-        held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
-        if not tenant.notify_email or not held:
-            return _queue_for_digest(session, event, tenant)
-        alert = leaver_email(
-            tenant.slug,
-            tenant.notify_email,
-            user.display_name or user.email or user.user_name,
-            event.actor_idp,
-            held,
-            settings.staff_url(tenant.slug, user.id),
-        )
-        notification_id = _record_once(session, tenant, event, alert)
-        if notification_id is None:  # already sent by an earlier run
-            claim_run(session, event.id, Effect.notify)
-            settle_if_complete(session, event)
-            return "already sent"
+        if guard.holds(session, event):
+            outcome, pending = _hold(session, event, tenant)
+        else:
+            outcome, pending = _alert_or_digest(session, event, tenant, user)
+    if pending is None:
+        return outcome
     # The row is committed before SMTP: a crash from here on resends, never skips.
-    _deliver(alert)
+    notification_id, email, completes_run = pending
+    _deliver(email)
     with session_scope() as session:
         _mark_sent(session, notification_id)
-        event = session.get(ProvisioningEvent, event_id)
-        if event is None:
-            raise PermanentError(f"provisioning event {event_id} disappeared")
-        claim_run(session, event_id, Effect.notify)
+        if completes_run:
+            event = session.get(ProvisioningEvent, event_id)
+            if event is None:
+                raise PermanentError(f"provisioning event {event_id} disappeared")
+            claim_run(session, event_id, Effect.notify)
+            settle_if_complete(session, event)
+    return outcome
+
+
+Pending = tuple[uuid.UUID, Email, bool] | None
+
+
+def _alert_or_digest(
+    session: Session, event: ProvisioningEvent, tenant: Tenant, user: User
+) -> tuple[str, Pending]:
+    held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
+    if not tenant.notify_email or not held:
+        return _queue_for_digest(session, event, tenant), None
+    alert = leaver_email(
+        tenant.slug,
+        tenant.notify_email,
+        user.display_name or user.email or user.user_name,
+        event.actor_idp,
+        held,
+        settings.staff_url(tenant.slug, user.id),
+    )
+    notification_id = _record_once(
+        session, tenant, event, alert, NotificationKind.leaver_with_assets
+    )
+    if notification_id is None:  # already sent by an earlier run
+        claim_run(session, event.id, Effect.notify)
         settle_if_complete(session, event)
-    return "leaver alert sent"
+        return "already sent", None
+    return "leaver alert sent", (notification_id, alert, True)
+
+
+def _hold(session: Session, event: ProvisioningEvent, tenant: Tenant) -> tuple[str, Pending]:
+    """The guard holds this leaver's notification; tell the admins once per trip."""
+    if not claim_run(session, event.id, Effect.notify):
+        settle_if_complete(session, event)
+        return "already done", None
+    hold_run(session, event.id, Effect.notify)
+    settle_if_complete(session, event)
+    session.flush()
+    already = session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.tenant_id == tenant.id,
+            Notification.kind == NotificationKind.guard_tripped.value,
+            Notification.created_at
+            >= session.scalar(select(Tenant.guard_tripped_at).where(Tenant.id == tenant.id)),
+        )
+    )
+    if already or not tenant.notify_email:
+        return "held by the mass-deprovision guard", None
+    email = guard_email(
+        tenant.slug, tenant.notify_email, f"https://{tenant.slug}.{settings.base_domain}/staff"
+    )
+    notification_id = _record_once(session, tenant, event, email, NotificationKind.guard_tripped)
+    if notification_id is None:
+        return "held by the mass-deprovision guard", None
+    return "held; admins alerted", (notification_id, email, False)
 
 
 def _mark_sent(session: Session, notification_id: uuid.UUID) -> None:
@@ -187,14 +259,18 @@ def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant
 
 
 def _record_once(
-    session: Session, tenant: Tenant, event: ProvisioningEvent, email: Email
+    session: Session,
+    tenant: Tenant,
+    event: ProvisioningEvent,
+    email: Email,
+    kind: NotificationKind,
 ) -> uuid.UUID | None:
     """The pending notification's id, or None when this alert was already sent."""
     session.execute(
         pg_insert(Notification)
         .values(
             tenant_id=tenant.id,
-            kind=NotificationKind.leaver_with_assets.value,
+            kind=kind.value,
             event_id=event.id,
             recipient=email.to,
             subject=email.subject,
@@ -204,7 +280,7 @@ def _record_once(
     row = session.execute(
         select(Notification.id, Notification.status).where(
             Notification.event_id == event.id,
-            Notification.kind == NotificationKind.leaver_with_assets.value,
+            Notification.kind == kind.value,
             Notification.recipient == email.to,
         )
     ).one()
