@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from tests.idp.records import event_kinds, staff_row
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "scim"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -74,18 +76,6 @@ def without_email(user_name: str) -> dict[str, Any]:
         "name": {"formatted": "No Mail", "familyName": "Mail", "givenName": "No"},
         "roles": [],
     }
-
-
-def staff_row(db: Engine, scim_id: str) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text("SELECT * FROM users WHERE scim_id = :id"), {"id": scim_id}).one()
-
-
-def event_kinds(db: Engine) -> list[str]:
-    with db.connect() as conn:
-        return list(
-            conn.execute(text("SELECT kind FROM provisioning_events ORDER BY id")).scalars()
-        )
 
 
 def work_emails(user: dict[str, Any]) -> list[str]:

@@ -27,6 +27,8 @@ from typing import Any
 import httpx2
 from sqlalchemy import Engine, text
 
+from tests.idp.records import event_kinds, staff_row
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "scim"
 LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -63,18 +65,6 @@ def okta_user(user_name: str, given: str, family: str, **extra: Any) -> dict[str
 def find(user_name: str) -> dict[str, str]:
     """Okta's existence check: ``filter=userName eq "..."&startIndex=1&count=100``."""
     return {"filter": f'userName eq "{user_name}"', "startIndex": "1", "count": "100"}
-
-
-def staff_row(db: Engine, scim_id: str) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text("SELECT * FROM users WHERE scim_id = :id"), {"id": scim_id}).one()
-
-
-def event_kinds(db: Engine) -> list[str]:
-    with db.connect() as conn:
-        return list(
-            conn.execute(text("SELECT kind FROM provisioning_events ORDER BY id")).scalars()
-        )
 
 
 def assert_list_response(body: dict[str, Any], total: int, start: int, items: int) -> None:
