@@ -29,8 +29,12 @@ up: install ## Bring everything up: services, migrations, demo tenant, then web 
 	  FLOWER_BASIC_AUTH=$$FLOWER_BASIC_AUTH PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
 	  $(VENV)/bin/honcho start -p $(PORT) web worker relay beat flower
 
+.PHONY: browser
+browser: ## Install Debian's chromium for the browser tests, if it is missing
+	bash .ci/browser
+
 .PHONY: test
-test: install ## Run the whole test suite: ruff, mypy --strict, then pytest against real services
+test: install browser ## Run the whole test suite: ruff, mypy --strict, then pytest against real services
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy

@@ -19,6 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import admin
+from gateway.admin.pages import SecurityHeadersMiddleware, message_page
+from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
 from gateway.db import create_engine
 from gateway.scim import discovery, errors, users
@@ -28,6 +31,9 @@ from gateway.throttle import FailedAuthThrottle
 
 log = logging.getLogger("simpleams.gateway")
 
+# Admin page paths (gateway/admin): errors there are pages, whatever the Accept header.
+ADMIN_PATHS = frozenset({"/", "/login", "/logout", "/staff", "/activity"})
+ADMIN_PREFIXES = ("/staff/", "/activity/", "/settings/", "/static/")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -59,9 +65,25 @@ async def _scim_error(request: Request, exc: Exception) -> Response:
     return exc.to_response()
 
 
+def _for_a_browser(request: Request) -> bool:
+    """An admin page, or a browser that strayed: answer HTML. Anything else outside
+    /scim/v2 is most likely an IdP with a wrong base URL, and gets a SCIM error
+    that says where the endpoint is."""
+    path = request.url.path
+    return not path.startswith("/scim/") and (
+        "text/html" in request.headers.get("accept", "")
+        or path in ADMIN_PATHS
+        or path.startswith(ADMIN_PREFIXES)
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # registered for HTTPException only
         return await _server_error(request, exc)
+    if _for_a_browser(request):
+        if exc.status_code == 404:
+            return message_page(request, 404, "Page not found", "There is no page here.")
+        return message_page(request, exc.status_code, "Request refused", str(exc.detail))
     if exc.status_code == 404:
         return errors.NotFound(
             f"There is no SCIM endpoint at {request.url.path}; the base URL ends in /scim/v2."
@@ -95,6 +117,12 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     )
     if unavailable:
         log.warning("database unavailable request_id=%s sqlstate=%s", request_id, sqlstate or "-")
+        if _for_a_browser(request):
+            response = message_page(
+                request, 503, "Temporarily unavailable", "Try again in a few seconds."
+            )
+            response.headers["Retry-After"] = "5"
+            return response
         return errors.ServiceUnavailable(headers={"Retry-After": "5"}).to_response()
     if sqlstate[:2] in _REFUSED_DATA or isinstance(exc, DataError):
         # PostgreSQL refused a value our validation let through.
@@ -109,6 +137,15 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "-")
     log.error("unhandled error request_id=%s", request_id, exc_info=exc)
+    if _for_a_browser(request):
+        response = message_page(
+            request,
+            500,
+            "Something went wrong",
+            f"SimpleAMS could not show this page; quote request id {request_id} to support.",
+        )
+        response.headers["X-Request-Id"] = request_id
+        return response
     body = {
         "schemas": [errors.ERROR_SCHEMA],
         "status": "500",
@@ -157,8 +194,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     )
                 ],
             ),
+            *admin.routes(),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(SecurityHeadersMiddleware)],
         exception_handlers={
             errors.ScimError: _scim_error,
             HTTPException: _http_error,
@@ -171,6 +209,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.engine = engine
     app.state.auth_throttle = throttle
+    app.state.sign_in_throttles = sign_in_throttles(settings)
     return app
 
 

@@ -14,6 +14,9 @@
     simpleams checkout SLUG EMAIL ASSET_TAG
     simpleams checkin SLUG ASSET_TAG
     simpleams guard release SLUG    # apply deactivations held by the mass-deprovision guard
+    simpleams admin create SLUG EMAIL    # password prompted, or read from stdin when piped
+    simpleams admin password SLUG EMAIL  # set a new one; signs that admin out everywhere
+    simpleams admin list SLUG
 
 Exit status: 0 on success, 1 on an operator error (unknown tenant, wrong
 plan, database unreachable), 2 on bad usage.
@@ -22,7 +25,9 @@ plan, database unreachable), 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -34,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from gateway import operations, tenancy
+from gateway.admin import accounts
 from gateway.settings import Settings
 from models.tenants import Plan, Tenant
 
@@ -119,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     ):
         scim.add_parser(action, help=text).add_argument("slug")
 
+    admin = commands.add_parser("admin", help="tenant admins of the admin pages").add_subparsers(
+        dest="action", required=True
+    )
+    for action, text in (
+        ("create", "create an admin (password prompted, or read from stdin)"),
+        ("password", "set an admin's password and sign them out everywhere"),
+    ):
+        one = admin.add_parser(action, help=text)
+        one.add_argument("slug")
+        one.add_argument("email")
+    admin.add_parser("list", help="list a tenant's admins").add_argument("slug")
+
     demo = commands.add_parser(
         "demo", help="create (or reuse) a Business demo tenant and print a fresh token"
     )
@@ -141,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "events" and args.action == "retry" and bool(args.ids) == args.all:
         parser.error("events retry: give dead-letter IDs or --all (not both)")
     settings = Settings.from_env()
+    if args.command == "admin" and args.action in ("create", "password"):
+        args.password = _read_password()
+        if args.password is None:
+            print("simpleams: the two passwords differ; nothing changed.", file=sys.stderr)
+            return 1
     try:
         if args.command == "migrate":
             migrate(settings)
@@ -211,14 +234,45 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
     elif args.command == "scim" and args.action == "disable":
         tenancy.disable(conn, args.slug)
         print(f"SCIM disabled for {args.slug!r}; its token no longer works.")
+    elif args.command == "admin" and args.action == "create":
+        accounts.create_admin(conn, args.slug, args.email, args.password)
+        print(f"{args.email} can now sign in to {args.slug!r} at /login.")
+    elif args.command == "admin" and args.action == "password":
+        accounts.set_password(conn, args.slug, args.email, args.password)
+        print(f"Password changed for {args.email}; their sessions are signed out.")
+    elif args.command == "admin" and args.action == "list":
+        for email in accounts.admin_emails(conn, args.slug):
+            print(email)
     elif args.command == "demo":
         exists = conn.execute(select(Tenant.id).where(Tenant.slug == args.slug)).first()
         if exists is None:
             tenancy.create_tenant(conn, args.slug, "Demo Ltd", Plan.business)
         else:
             tenancy.set_plan(conn, args.slug, Plan.business)
+        _print_demo_admin(conn, args.slug)
         _print_token(tenancy.issue_token(conn, args.slug), settings)
     return 0
+
+
+def _read_password() -> str | None:
+    """Prompted twice on a terminal; otherwise the first line of stdin (scripts, CI)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    return first if getpass.getpass("Same password again: ") == first else None
+
+
+def _print_demo_admin(conn: Connection, slug: str) -> None:
+    email = f"admin@{slug}.example"
+    password = secrets.token_urlsafe(12)
+    if email in accounts.admin_emails(conn, slug):
+        accounts.set_password(conn, slug, email, password)
+    else:
+        accounts.create_admin(conn, slug, email, password)
+    print(
+        f"Admin pages: sign in at /login as workspace {slug!r}, email {email}, "
+        f"password {password} (new each run)"
+    )
 
 
 def _timestamp(value: str) -> datetime:

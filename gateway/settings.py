@@ -25,6 +25,10 @@ class Settings:
         answers an error long before Okta's 60 s timeout.
     :param auth_failures_per_minute: failed authentications one client address
         may make per minute (per process) before it gets 429.
+    :param admin_session_hours: an admin's sign-in lasts this long, then they
+        sign in again (absolute, not sliding: a stolen cookie stops working).
+    :param sign_in_failures: failed admin sign-ins allowed per client address
+        and, separately, per account within 15 minutes (per process).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -35,6 +39,8 @@ class Settings:
     db_pool_size: int = 4
     db_statement_timeout_ms: int = 10_000
     auth_failures_per_minute: int = 20
+    admin_session_hours: int = 12
+    sign_in_failures: int = 10
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -48,7 +54,18 @@ class Settings:
             db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "4")),
             db_statement_timeout_ms=int(env.get("SIMPLEAMS_DB_STATEMENT_TIMEOUT_MS", "10000")),
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
+            admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
+            sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
         )
+
+    def tenant_slug_of_host(self, host: str) -> str | None:
+        """The tenant a Host header names (``SLUG.<base_domain>[:port]``), if any."""
+        name = host.lower().rsplit(":", 1)[0].rstrip(".")
+        suffix = "." + self.base_domain
+        if not name.endswith(suffix):
+            return None
+        slug = name[: -len(suffix)]
+        return slug if slug and "." not in slug else None
 
     def endpoint_for(self, slug: str) -> str:
         return f"{self.public_scheme}://{slug}.{self.base_domain}/scim/v2"

@@ -1,5 +1,6 @@
 """SimpleAMS provisioning data model. Depends on SQLAlchemy only."""
 
+from models.admins import Admin, AdminSession
 from models.audit import AuditEntry
 from models.base import Base
 from models.checkouts import Asset, Checkout
@@ -9,6 +10,8 @@ from models.tenants import Plan, ScimCredential, Tenant
 from models.users import Role, Source, User
 
 __all__ = [
+    "Admin",
+    "AdminSession",
     "Asset",
     "AuditEntry",
     "Base",

@@ -49,6 +49,20 @@ class Effect(enum.StrEnum):
     notify = "notify"
 
 
+# The fan-out table, part of the contract: which side effects each event kind
+# has. Every event is audited and considered for notification; the lock
+# follows every change that can flip active/deleted (a create can arrive
+# inactive). Workers route by it; the admin pages show what is still pending.
+EFFECTS: dict[EventKind, tuple[Effect, ...]] = {
+    EventKind.user_created: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_updated: (Effect.audit, Effect.notify),
+    EventKind.user_deactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_reactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_deleted: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.user_restored: (Effect.audit, Effect.checkout_lock, Effect.notify),
+}
+
+
 class RunStatus(enum.StrEnum):
     done = "done"
     failed = "failed"  # a dead letter: listed and replayed with `simpleams events`
@@ -72,6 +86,14 @@ class ProvisioningEvent(Base):
         ),
         Index("ix_provisioning_events_user", "user_id", "id"),
         Index("ix_provisioning_events_tenant_time", "tenant_id", "occurred_at"),
+        # "Side effects pending" on the activity page, per tenant, without
+        # reading its whole history; events leave the index once settled.
+        Index(
+            "ix_provisioning_events_tenant_unsettled",
+            "tenant_id",
+            "id",
+            postgresql_where=text("settled_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -97,6 +119,16 @@ class SideEffectRun(Base):
     """One side effect of one event, finished: the idempotency key and the dead-letter list."""
 
     __tablename__ = "side_effect_runs"
+    __table_args__ = (
+        # Dead letters and held effects, for the activity page and the CLI:
+        # few rows among millions of done ones.
+        Index(
+            "ix_side_effect_runs_unfinished",
+            "status",
+            "event_id",
+            postgresql_where=text("status <> 'done'"),
+        ),
+    )
 
     event_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("provisioning_events.id", ondelete="CASCADE"), primary_key=True

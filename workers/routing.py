@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.outbox import Effect, EventKind
+from models.outbox import EFFECTS, Effect, EventKind
 
 
 @dataclass(frozen=True)
@@ -23,19 +23,10 @@ ROUTES: dict[Effect, Route] = {
     Effect.notify: Route("simpleams.notify.on_event", "notify"),
 }
 
-# Every event is audited and considered for notification. The lock follows
-# every change that can flip active/deleted (a create can arrive inactive).
-EFFECTS: dict[EventKind, tuple[Effect, ...]] = {
-    EventKind.user_created: (Effect.audit, Effect.checkout_lock, Effect.notify),
-    EventKind.user_updated: (Effect.audit, Effect.notify),
-    EventKind.user_deactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
-    EventKind.user_reactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
-    EventKind.user_deleted: (Effect.audit, Effect.checkout_lock, Effect.notify),
-    EventKind.user_restored: (Effect.audit, Effect.checkout_lock, Effect.notify),
-}
-
 DIGEST_TASK = Route("simpleams.notify.send_digests", "notify")
 QUEUES = ("audit", "checkout", "notify")
+
+__all__ = ["DIGEST_TASK", "EFFECTS", "QUEUES", "ROUTES", "Route", "effects_for", "task_id"]
 
 
 def effects_for(kind: str) -> tuple[Effect, ...]:

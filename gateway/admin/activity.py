@@ -1,0 +1,243 @@
+"""Provisioning activity: what the IdP did lately and where each side effect is.
+
+During an initial sync the admin sees progress ("Okta: 12,400 users created
+in the last 10 minutes"); ops find a failed side effect and retry it, and an
+admin releases what the mass-deprovision guard held. The live part is a
+fragment (``/activity/live``) the page fetches again every few seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import desc, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway import operations
+from gateway.admin.pages import admin_page, message_page, read_form, render
+from gateway.admin.sessions import AdminContext
+from gateway.db import reading, writing
+from gateway.tenancy import OperatorError
+from models.outbox import EFFECTS, EventKind, ProvisioningEvent, RunStatus, SideEffectRun
+from models.tenants import Tenant
+from models.users import User
+
+WINDOW_MINUTES = 10
+RECENT_EVENTS = 50
+REFRESH_SECONDS = 5
+IDP_LABELS = {"okta": "Okta", "entra": "Entra ID", "scim": "SCIM client", "manual": "Manual"}
+# "users created", "users deactivated": the summary sentence's verbs.
+KIND_VERBS = {
+    EventKind.user_created.value: "created",
+    EventKind.user_updated.value: "updated",
+    EventKind.user_deactivated.value: "deactivated",
+    EventKind.user_reactivated.value: "reactivated",
+    EventKind.user_deleted.value: "deleted",
+    EventKind.user_restored.value: "restored",
+}
+
+
+@dataclass(frozen=True)
+class EffectState:
+    effect: str
+    state: str  # pending, done, failed, held
+    error: str | None
+
+
+async def _summary(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, dict[str, int]]:
+    rows = await conn.execute(
+        select(ProvisioningEvent.actor_idp, ProvisioningEvent.kind, func.count())
+        .where(
+            ProvisioningEvent.tenant_id == tenant_id,
+            ProvisioningEvent.occurred_at >= func.now() - timedelta(minutes=WINDOW_MINUTES),
+        )
+        .group_by(ProvisioningEvent.actor_idp, ProvisioningEvent.kind)
+    )
+    by_idp: dict[str, dict[str, int]] = defaultdict(dict)
+    for idp, kind, count in rows:
+        by_idp[IDP_LABELS.get(idp, idp)][KIND_VERBS.get(kind, kind)] = count
+    return dict(sorted(by_idp.items()))
+
+
+async def _effect_counts(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, int]:
+    pending = (
+        await conn.execute(
+            select(func.count()).where(
+                ProvisioningEvent.tenant_id == tenant_id, ProvisioningEvent.settled_at.is_(None)
+            )
+        )
+    ).scalar_one()
+    unfinished = await conn.execute(
+        select(SideEffectRun.status, func.count())
+        .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
+        .where(SideEffectRun.status != RunStatus.done.value)
+        .where(ProvisioningEvent.tenant_id == tenant_id)
+        .group_by(SideEffectRun.status)
+    )
+    counts = {"pending_events": pending, "failed": 0, "held": 0}
+    counts.update({status: count for status, count in unfinished})
+    return counts
+
+
+async def _recent(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    events = (
+        await conn.execute(
+            select(
+                ProvisioningEvent.id,
+                ProvisioningEvent.kind,
+                ProvisioningEvent.occurred_at,
+                ProvisioningEvent.actor_idp,
+                ProvisioningEvent.settled_at,
+                ProvisioningEvent.user_id,
+                User.email,
+                User.user_name,
+                User.display_name,
+            )
+            .join(User, User.id == ProvisioningEvent.user_id)
+            .where(ProvisioningEvent.tenant_id == tenant_id)
+            .order_by(desc(ProvisioningEvent.occurred_at), desc(ProvisioningEvent.id))
+            .limit(RECENT_EVENTS)
+        )
+    ).all()
+    runs: dict[int, dict[str, Any]] = defaultdict(dict)
+    if events:
+        for finished in await conn.execute(
+            select(
+                SideEffectRun.event_id,
+                SideEffectRun.effect,
+                SideEffectRun.status,
+                SideEffectRun.error,
+            ).where(SideEffectRun.event_id.in_([event.id for event in events]))
+        ):
+            runs[finished.event_id][finished.effect] = finished
+    recent = []
+    for event in events:
+        effects = []
+        for effect in EFFECTS.get(EventKind(event.kind), ()):
+            run = runs[event.id].get(effect.value)
+            effects.append(
+                EffectState(
+                    effect=effect.value,
+                    state=run.status if run else "pending",
+                    error=run.error if run else None,
+                )
+            )
+        recent.append({"event": event, "effects": effects})
+    return recent
+
+
+async def _failed(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[Any]:
+    return list(
+        (
+            await conn.execute(
+                select(
+                    SideEffectRun.event_id,
+                    SideEffectRun.effect,
+                    SideEffectRun.attempts,
+                    SideEffectRun.error,
+                    SideEffectRun.finished_at,
+                    ProvisioningEvent.kind,
+                    User.email,
+                    User.user_name,
+                )
+                .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
+                .join(User, User.id == ProvisioningEvent.user_id)
+                .where(SideEffectRun.status == RunStatus.failed.value)
+                .where(ProvisioningEvent.tenant_id == tenant_id)
+                .order_by(desc(SideEffectRun.finished_at))
+                .limit(100)
+            )
+        ).all()
+    )
+
+
+async def _live_context(request: Request, admin: AdminContext) -> dict[str, Any]:
+    async with reading(request.app.state.engine) as conn:
+        guard = (
+            await conn.execute(
+                select(Tenant.guard_tripped_at, func.now().label("now")).where(
+                    Tenant.id == admin.tenant_id
+                )
+            )
+        ).one()
+        return {
+            "section": "activity",
+            "window_minutes": WINDOW_MINUTES,
+            "refresh_seconds": REFRESH_SECONDS,
+            "summary": await _summary(conn, admin.tenant_id),
+            "counts": await _effect_counts(conn, admin.tenant_id),
+            "recent": await _recent(conn, admin.tenant_id),
+            "failed": await _failed(conn, admin.tenant_id),
+            "guard_tripped_at": guard.guard_tripped_at,
+            "updated_at": guard.now,
+            "notice": {
+                "retried": "Put back in the queue; the workers run it again now.",
+                "released": "Released: the held deactivations take effect now.",
+            }.get(request.query_params.get("notice", "")),
+        }
+
+
+@admin_page
+async def activity(request: Request, admin: AdminContext) -> Response:
+    return render(request, "activity.html", await _live_context(request, admin), admin=admin)
+
+
+@admin_page
+async def activity_live(request: Request, admin: AdminContext) -> Response:
+    return render(request, "_activity_live.html", await _live_context(request, admin), admin=admin)
+
+
+@admin_page
+async def retry(request: Request, admin: AdminContext) -> Response:
+    form = await read_form(request)
+    wanted = str(form.get("id", ""))
+    async with writing(request.app.state.engine) as conn:
+        failed = {f"{row.event_id}:{row.effect}" for row in await _failed(conn, admin.tenant_id)}
+        # Only this tenant's dead letters: the CLI's operation is global.
+        ids = sorted(failed) if wanted == "all" else [wanted]
+        if wanted != "all" and wanted not in failed:
+            return message_page(
+                request,
+                404,
+                "Nothing to retry",
+                "That side effect is not failed (any more) in this workspace.",
+                admin=admin,
+            )
+        try:
+            if ids:
+                await conn.run_sync(operations.retry_side_effects, ids)
+        except OperatorError as exc:
+            return message_page(request, 409, "Not retried", str(exc), admin=admin)
+    return RedirectResponse("/activity?notice=retried", status_code=303)
+
+
+@admin_page
+async def release_guard(request: Request, admin: AdminContext) -> Response:
+    form = await read_form(request)
+    if form.get("confirm") != "yes":
+        return message_page(
+            request,
+            400,
+            "Not released",
+            "Tick the confirmation first: releasing locks the held leavers out and sends their "
+            "notifications.",
+            admin=admin,
+        )
+    async with writing(request.app.state.engine) as conn:
+        await conn.run_sync(operations.release_guard, admin.tenant_slug)
+    return RedirectResponse("/activity?notice=released", status_code=303)
+
+
+routes = [
+    Route("/activity", activity, methods=["GET"]),
+    Route("/activity/live", activity_live, methods=["GET"]),
+    Route("/activity/retry", retry, methods=["POST"]),
+    Route("/activity/guard/release", release_guard, methods=["POST"]),
+]

@@ -1,0 +1,166 @@
+"""/login and /logout for tenant admins.
+
+A wrong workspace, email or password all get the same answer, after the
+same argon2 work, so the page does not reveal who is an admin. Failed
+sign-ins are throttled per client address and per account (429 with
+Retry-After); a successful one never is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from gateway.admin import passwords, sessions
+from gateway.admin.pages import admin_page, message_page, read_form, render
+from gateway.admin.sessions import AdminContext
+from gateway.db import reading, writing
+from gateway.settings import Settings
+from gateway.throttle import FailedAuthThrottle
+from models.admins import Admin
+from models.tenants import Tenant
+
+log = logging.getLogger("simpleams.gateway.admin")
+
+SIGN_IN_WINDOW_SECONDS = 900.0
+
+
+def sign_in_throttles(settings: Settings) -> tuple[FailedAuthThrottle, FailedAuthThrottle]:
+    """(per client address, per account) failed sign-in counters for one process."""
+    return (
+        FailedAuthThrottle(limit=settings.sign_in_failures, window=SIGN_IN_WINDOW_SECONDS),
+        FailedAuthThrottle(limit=settings.sign_in_failures, window=SIGN_IN_WINDOW_SECONDS),
+    )
+
+
+def _safe_next(value: object) -> str:
+    """Only a path on this site: never an open redirect to somewhere else."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return "/staff"
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _login_form(
+    request: Request, status_code: int = 200, error: str | None = None, **values: str
+) -> Response:
+    settings: Settings = request.app.state.settings
+    host_slug = settings.tenant_slug_of_host(request.headers.get("host", ""))
+    csrf = sessions.new_login_csrf()
+    response = render(
+        request,
+        "login.html",
+        {
+            "csrf_token": csrf,
+            "host_slug": host_slug,
+            "next": _safe_next(values.get("next") or request.query_params.get("next")),
+            "workspace": values.get("workspace", ""),
+            "email": values.get("email", ""),
+            "error": error,
+            "signed_out": request.query_params.get("signed_out") == "1",
+        },
+        status_code=status_code,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    sessions.set_login_csrf_cookie(response, request, csrf)
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    if await sessions.current(request) is not None:
+        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+    return _login_form(request)
+
+
+async def login(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    form = await read_form(request)
+    email = str(form.get("email", "")).strip()[:320]
+    password = str(form.get("password", ""))
+    target = _safe_next(form.get("next"))
+    host_slug = settings.tenant_slug_of_host(request.headers.get("host", ""))
+    workspace = host_slug or str(form.get("workspace", "")).strip().lower()[:63]
+    if not sessions.same_origin(request) or not sessions.tokens_match(
+        form.get("csrf_token"), request.cookies.get(sessions.LOGIN_CSRF_COOKIE)
+    ):
+        return _login_form(
+            request,
+            403,
+            "The sign-in form expired or did not come from this page. Try again.",
+            workspace=workspace,
+            email=email,
+            next=target,
+        )
+    by_address, by_account = request.app.state.sign_in_throttles
+    account = f"{workspace}:{email.lower()}"
+    wait = by_address.retry_after(_client(request)) or by_account.retry_after(account)
+    if wait is not None:
+        log.warning("throttling admin sign-ins client=%s retry_after=%s", _client(request), wait)
+        response = message_page(
+            request,
+            429,
+            "Too many attempts",
+            f"Too many failed sign-ins. Wait {max(1, wait // 60)} minute(s), then try again, "
+            "or ask SimpleAMS support to reset your password.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+
+    async with reading(request.app.state.engine) as conn:
+        row = (
+            await conn.execute(
+                select(Admin.id, Admin.password_hash, Tenant.id.label("tenant_id"))
+                .join(Tenant, Tenant.id == Admin.tenant_id)
+                .where(Tenant.slug == workspace, func.lower(Admin.email) == email.lower())
+            )
+        ).first()
+    verified = await run_in_threadpool(
+        passwords.verify, row.password_hash if row else None, password
+    )
+    if row is None or not verified:
+        by_address.record_failure(_client(request))
+        by_account.record_failure(account)
+        log.info("admin sign-in failed client=%s workspace=%s", _client(request), workspace)
+        return _login_form(
+            request,
+            400,
+            "That workspace, email and password do not match an admin. Check them and try again.",
+            workspace=workspace,
+            email=email,
+            next=target,
+        )
+    async with writing(request.app.state.engine) as conn:
+        token = await sessions.start(conn, row.id, row.tenant_id, settings)
+    log.info("admin signed in admin_id=%s workspace=%s", row.id, workspace)
+    response = RedirectResponse(target, status_code=303)
+    sessions.set_session_cookie(response, request, token, settings.admin_session_hours)
+    response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@admin_page
+async def logout(request: Request, admin: AdminContext) -> Response:
+    await sessions.end(request, admin)
+    response = RedirectResponse("/login?signed_out=1", status_code=303)
+    sessions.clear_session_cookie(response, request)
+    return response
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/staff", status_code=303)
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+]
