@@ -127,6 +127,14 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     if sqlstate[:2] in _REFUSED_DATA or isinstance(exc, DataError):
         # PostgreSQL refused a value our validation let through.
         log.warning("database refused a value request_id=%s sqlstate=%s", request_id, sqlstate)
+        if _for_a_browser(request):
+            return message_page(
+                request,
+                400,
+                "Request refused",
+                "Something in this request cannot be stored or searched (such as a NUL "
+                "character); correct it and try again.",
+            )
         return errors.InvalidValue(
             "A value in this request cannot be stored by SimpleAMS (too long, or containing "
             "characters it cannot store); shorten or correct it."

@@ -46,10 +46,11 @@ def tenant_id_for(conn: Connection, slug: str) -> uuid.UUID:
     return tenant_id
 
 
-def _tenant(conn: Connection, slug: str) -> Tenant:
-    row = conn.execute(
-        select(Tenant.id, Tenant.slug, Tenant.plan).where(Tenant.slug == slug)
-    ).first()
+def _tenant(conn: Connection, slug: str, lock: bool = False) -> Tenant:
+    query = select(Tenant.id, Tenant.slug, Tenant.plan, Tenant.scim_enabled).where(
+        Tenant.slug == slug
+    )
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise OperatorError(
             f"No tenant with the slug {slug!r}. Create it with `simpleams tenant create {slug}`."
@@ -58,8 +59,12 @@ def _tenant(conn: Connection, slug: str) -> Tenant:
 
 
 def issue_token(conn: Connection, slug: str) -> IssuedToken:
-    """Enable SCIM (or rotate): a new token; any previous one stops working now."""
-    tenant = _tenant(conn, slug)
+    """Enable SCIM (or rotate): a new token; any previous one stops working now.
+
+    The tenant row is locked first, so two at once (a double-clicked Save)
+    take turns instead of colliding on the one-live-token index.
+    """
+    tenant = _tenant(conn, slug, lock=True)
     if not Plan(tenant.plan).includes_scim:
         raise OperatorError(
             f"Tenant {slug!r} is on the {tenant.plan} plan; SCIM is a Business-plan integration. "
@@ -76,10 +81,22 @@ def issue_token(conn: Connection, slug: str) -> IssuedToken:
     return IssuedToken(tenant_slug=slug, token=token, prefix=display_prefix(token))
 
 
+def enable(conn: Connection, slug: str) -> IssuedToken | None:
+    """Enable SCIM unless it already is (then None: the working token stays)."""
+    tenant = _tenant(conn, slug, lock=True)
+    live = conn.execute(
+        select(ScimCredential.id).where(
+            ScimCredential.tenant_id == tenant.id, ScimCredential.revoked_at.is_(None)
+        )
+    ).first()
+    if tenant.scim_enabled and live is not None:
+        return None
+    return issue_token(conn, slug)
+
+
 def rotate_token(conn: Connection, slug: str) -> IssuedToken:
-    tenant = _tenant(conn, slug)
-    enabled = conn.execute(select(Tenant.scim_enabled).where(Tenant.id == tenant.id)).scalar_one()
-    if not enabled:
+    tenant = _tenant(conn, slug, lock=True)
+    if not tenant.scim_enabled:
         raise OperatorError(
             f"SCIM is not enabled for {slug!r}; use `simpleams scim enable {slug}`."
         )

@@ -194,15 +194,34 @@ async def activity_live(request: Request, admin: AdminContext) -> Response:
     return render(request, "_activity_live.html", await _live_context(request, admin), admin=admin)
 
 
+async def _tenant_dead_letters(
+    conn: AsyncConnection, tenant_id: uuid.UUID, wanted: str
+) -> list[str]:
+    """This tenant's failed side effects matching ``wanted`` (an id, or "all")."""
+    query = (
+        select(SideEffectRun.event_id, SideEffectRun.effect)
+        .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
+        .where(SideEffectRun.status == RunStatus.failed.value)
+        .where(ProvisioningEvent.tenant_id == tenant_id)
+    )
+    if wanted != "all":
+        number, _, effect = wanted.partition(":")
+        if not number.isdigit() or not effect or len(number) > 18:
+            return []
+        query = query.where(SideEffectRun.event_id == int(number), SideEffectRun.effect == effect)
+    return [f"{row.event_id}:{row.effect}" for row in await conn.execute(query)]
+
+
 @admin_page
 async def retry(request: Request, admin: AdminContext) -> Response:
     form = await read_form(request)
     wanted = str(form.get("id", ""))
     async with writing(request.app.state.engine) as conn:
-        failed = {f"{row.event_id}:{row.effect}" for row in await _failed(conn, admin.tenant_id)}
         # Only this tenant's dead letters: the CLI's operation is global.
-        ids = sorted(failed) if wanted == "all" else [wanted]
-        if wanted != "all" and wanted not in failed:
+        ids = await _tenant_dead_letters(conn, admin.tenant_id, wanted)
+        if not ids and wanted == "all":
+            return RedirectResponse("/activity", status_code=303)
+        if not ids:
             return message_page(
                 request,
                 404,
@@ -211,8 +230,7 @@ async def retry(request: Request, admin: AdminContext) -> Response:
                 admin=admin,
             )
         try:
-            if ids:
-                await conn.run_sync(operations.retry_side_effects, ids)
+            await conn.run_sync(operations.retry_side_effects, ids)
         except OperatorError as exc:
             return message_page(request, 409, "Not retried", str(exc), admin=admin)
     return RedirectResponse("/activity?notice=retried", status_code=303)

@@ -85,7 +85,7 @@ async def save(request: Request, admin: AdminContext) -> Response:
             await conn.run_sync(tenancy.disable, admin.tenant_slug)
         log.info("SCIM disabled by admin admin_id=%s tenant=%s", admin.admin_id, admin.tenant_slug)
         return RedirectResponse(f"{PATH}?notice=disabled", status_code=303)
-    return await _issue(request, admin, tenancy.issue_token)
+    return await _issue(request, admin, tenancy.enable)
 
 
 @admin_page
@@ -108,9 +108,11 @@ async def regenerate(request: Request, admin: AdminContext) -> Response:
 async def _issue(request: Request, admin: AdminContext, issue: Any) -> Response:
     try:
         async with writing(request.app.state.engine) as conn:
-            issued: IssuedToken = await conn.run_sync(issue, admin.tenant_slug)
+            issued: IssuedToken | None = await conn.run_sync(issue, admin.tenant_slug)
     except OperatorError as exc:
         return message_page(request, 409, "Not changed", str(exc), admin=admin)
+    if issued is None:  # enabled meanwhile (another Save): its token stands
+        return RedirectResponse(f"{PATH}?notice=saved", status_code=303)
     log.info(
         "SCIM token issued by admin admin_id=%s tenant=%s prefix=%s",
         admin.admin_id,

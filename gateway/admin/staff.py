@@ -68,7 +68,9 @@ def decode_cursor(value: str | None) -> tuple[str, uuid.UUID] | None:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         sort_key, user_id = json.loads(raw)
-        return str(sort_key), uuid.UUID(str(user_id))
+        if not isinstance(sort_key, str) or "\x00" in sort_key:
+            return None  # not a cursor we made: PostgreSQL text cannot hold NUL
+        return sort_key, uuid.UUID(str(user_id))
     except (binascii.Error, ValueError, TypeError):
         return None
 
@@ -173,7 +175,8 @@ async def staff_list(request: Request, admin: AdminContext) -> Response:
     status = request.query_params.get("status", "all")
     if status not in STATUSES:
         status = "all"
-    query = request.query_params.get("q", "").strip()[:MAX_QUERY_LENGTH]
+    # NUL cannot be in any stored text, so it cannot match anything.
+    query = request.query_params.get("q", "").replace("\x00", "").strip()[:MAX_QUERY_LENGTH]
     page = await load_page(
         request,
         admin.tenant_id,
