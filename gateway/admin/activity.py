@@ -169,6 +169,7 @@ async def _live_context(request: Request, admin: AdminContext) -> dict[str, Any]
         ).one()
         return {
             "section": "activity",
+            "kind_labels": {kind: verb.capitalize() for kind, verb in KIND_VERBS.items()},
             "window_minutes": WINDOW_MINUTES,
             "refresh_seconds": REFRESH_SECONDS,
             "summary": await _summary(conn, admin.tenant_id),

@@ -128,7 +128,7 @@ async def _issue(request: Request, admin: AdminContext, issue: Any) -> Response:
 def _not_business(request: Request, admin: AdminContext, card: dict[str, Any]) -> Response:
     card["error"] = (
         f"SCIM provisioning is a Business-plan integration, and this workspace is on the "
-        f"{card['plan'].value} plan. Upgrade to Business to enable it."
+        f"{card['plan'].value.capitalize()} plan. Upgrade to Business to enable it."
     )
     return render(request, "scim_settings.html", card, status_code=403, admin=admin)
 
