@@ -18,7 +18,7 @@ from gateway.scim import errors
 from gateway.scim.http import base_url, scim_json
 from gateway.scim.render import list_response
 from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
-from gateway.scim.users import MAX_RESULTS
+from gateway.scim.users import DEFAULT_COUNT, MAX_RESULTS
 
 DOCUMENTATION = "https://simpleams.co.uk/help/scim"
 
@@ -33,6 +33,14 @@ def _service_provider_config() -> dict[str, Any]:
             "filter": {"supported": True, "maxResults": MAX_RESULTS},
             "changePassword": {"supported": False},
             "sort": {"supported": True},
+            # RFC 9865 §4: both methods; startIndex stays the default for Okta and Entra.
+            "pagination": {
+                "cursor": True,
+                "index": True,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": DEFAULT_COUNT,
+                "maxPageSize": MAX_RESULTS,
+            },
             "etag": {"supported": True},
             "authenticationSchemes": [
                 {

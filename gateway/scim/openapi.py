@@ -44,6 +44,8 @@ _ERRORS = {
 _LIST_PARAMETERS = [
     {"name": "filter", "in": "query", "schema": {"type": "string"}},
     {"name": "startIndex", "in": "query", "schema": {"type": "integer"}},
+    # RFC 9865: empty for the first page, then a nextCursor / previousCursor.
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
     {"name": "count", "in": "query", "schema": {"type": "integer"}},
     {"name": "sortBy", "in": "query", "schema": {"type": "string"}},
     {
@@ -145,6 +147,7 @@ _SCHEMAS: dict[str, Any] = {
             "schemas": {"type": "array", "items": _STRING},
             "filter": _STRING,
             "startIndex": {"type": "integer"},
+            "cursor": _STRING,
             "count": {"type": "integer"},
             "sortBy": _STRING,
             "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
@@ -154,12 +157,15 @@ _SCHEMAS: dict[str, Any] = {
     },
     "ListResponse": {
         "type": "object",
-        "required": ["schemas", "totalResults", "Resources"],
+        # totalResults is left out of cursor pages (RFC 9865 §2).
+        "required": ["schemas", "Resources"],
         "properties": {
             "schemas": {"type": "array", "items": _STRING},
             "totalResults": {"type": "integer", "minimum": 0},
             "itemsPerPage": {"type": "integer", "minimum": 0},
             "startIndex": {"type": "integer", "minimum": 1},
+            "nextCursor": {"type": "string", "pattern": "^[A-Za-z0-9._~-]+$"},
+            "previousCursor": {"type": "string", "pattern": "^[A-Za-z0-9._~-]+$"},
             "Resources": {"type": "array", "items": {"type": "object"}},
         },
     },

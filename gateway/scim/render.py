@@ -82,3 +82,20 @@ def list_response(resources: list[dict[str, Any]], total: int, start_index: int)
         "startIndex": start_index,
         "Resources": resources,
     }
+
+
+def cursor_list_response(
+    resources: list[dict[str, Any]], next_cursor: str | None, previous_cursor: str | None
+) -> dict[str, Any]:
+    """RFC 9865 §2: no startIndex, and totalResults is left out (counting every
+    match would cost what cursors exist to avoid)."""
+    body: dict[str, Any] = {
+        "schemas": [LIST_RESPONSE_URN],
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }
+    if next_cursor:
+        body["nextCursor"] = next_cursor
+    if previous_cursor:
+        body["previousCursor"] = previous_cursor
+    return body

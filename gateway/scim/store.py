@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     union_all,
     update,
 )
@@ -106,7 +107,14 @@ async def search(
     order_by: list[ColumnElement[Any]],
     offset: int,
     limit: int,
+    *,
+    after: tuple[Any, uuid.UUID] | None = None,
 ) -> tuple[int, list[UserRow]]:
+    """A page in ``order_by`` (then creation order) and the total.
+
+    :param after: a keyset position (created_at, id) in the default order to
+        start after instead of skipping ``offset`` rows (gateway/scim/paging.py).
+    """
     where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
     if condition is not None:
         where.append(condition)
@@ -114,9 +122,13 @@ async def search(
     if limit == 0:
         return (await conn.execute(count)).scalar_one(), []
     page = select(*_COLUMNS).where(*where).order_by(*order_by, c.created_at, c.id)
-    if condition is None:
-        # A full listing (Okta's import): the page comes off the
-        # (tenant_id, created_at, id) index; the total is a separate count.
+    if after is not None:
+        page = page.where(tuple_(c.created_at, c.id) > tuple_(*after))
+        offset = 0
+    if condition is None or after is not None:
+        # A full listing (Okta's import) or a page found by its position: the
+        # page comes off the (tenant_id, created_at, id) index; the total is
+        # a separate count.
         total = (await conn.execute(count)).scalar_one()
         if offset >= total:
             return total, []
@@ -130,6 +142,33 @@ async def search(
     if offset == 0:
         return 0, []
     return (await conn.execute(count)).scalar_one(), []
+
+
+async def page_by_cursor(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    condition: ColumnElement[bool] | None,
+    position: tuple[Any, uuid.UUID] | None,
+    backwards: bool,
+    limit: int,
+) -> list[UserRow]:
+    """Up to ``limit + 1`` rows after (or, backwards, before) ``position`` in creation
+    order, returned in creation order; the extra row says whether there is more."""
+    where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
+    if condition is not None:
+        where.append(condition)
+    page = select(*_COLUMNS).where(*where)
+    key = tuple_(c.created_at, c.id)
+    if backwards and position is not None:
+        page = page.where(key < tuple_(*position)).order_by(c.created_at.desc(), c.id.desc())
+    else:
+        if position is not None:
+            page = page.where(key > tuple_(*position))
+        page = page.order_by(c.created_at, c.id)
+    rows = list((await conn.execute(page.limit(limit + 1))).all())
+    if backwards and position is not None:
+        rows.reverse()
+    return rows
 
 
 async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: str) -> UserRow:

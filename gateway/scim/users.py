@@ -27,8 +27,16 @@ from gateway.scim.http import (
     read_json,
     scim_json,
 )
+from gateway.scim.paging import Cursor, IndexPositions, fingerprint
 from gateway.scim.patch import apply_patch, parse_patch
-from gateway.scim.render import etag, list_response, parse_projection, project, render_user
+from gateway.scim.render import (
+    cursor_list_response,
+    etag,
+    list_response,
+    parse_projection,
+    project,
+    render_user,
+)
 from gateway.scim.schema import ScimUser, parse_user
 
 # RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
@@ -37,6 +45,8 @@ DEFAULT_COUNT = 100
 # Far beyond any directory; keeps OFFSET and the echoed startIndex in range.
 MAX_START_INDEX = 2**31 - 1
 SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+# Per process: where the next startIndex page of a sequential read begins.
+_index_positions = IndexPositions()
 
 
 def _projection(request: Request) -> ResponseParameters[ScimUser] | None:
@@ -66,6 +76,7 @@ async def list_users(request: Request) -> Response:
         request,
         filter_text=params.get("filter"),
         start_index=params.get("startIndex"),
+        cursor=params.get("cursor"),
         count=params.get("count"),
         sort_by=params.get("sortBy"),
         sort_order=params.get("sortOrder"),
@@ -86,6 +97,7 @@ async def search_users(request: Request) -> Response:
         request,
         filter_text=filter_text,
         start_index=body.get("startIndex"),
+        cursor=body.get("cursor"),
         count=body.get("count"),
         sort_by=body.get("sortBy"),
         sort_order=body.get("sortOrder"),
@@ -99,6 +111,7 @@ async def _query(
     *,
     filter_text: str | None,
     start_index: Any,
+    cursor: Any,
     count: Any,
     sort_by: Any,
     sort_order: Any,
@@ -121,13 +134,65 @@ async def _query(
             expression.desc().nulls_last() if descending else expression.asc().nulls_last()
         )
     projection = parse_projection(attributes, excluded)
+    tenant_id = principal(request).tenant_id
+    query = fingerprint(tenant_id, filter_text)
+    url = base_url(request)
+    if cursor is not None:
+        if start_index not in (None, ""):
+            raise errors.InvalidValue(
+                "Page with either 'cursor' (RFC 9865) or 'startIndex', not both."
+            )
+        if order_by:
+            raise errors.InvalidValue(
+                "Cursor paging is in creation order; drop 'sortBy', or page with 'startIndex'."
+            )
+        if not isinstance(cursor, str):
+            raise errors.InvalidValue("'cursor' must be a string (empty for the first page).")
+        return await _cursor_page(request, condition, query, cursor, limit, projection, url)
+    # A sequential read (Okta's import) continues where the last page ended.
+    position = _index_positions.get(query, first) if not order_by and first > 1 else None
     async with reading(engine(request)) as conn:
         total, rows = await store.search(
-            conn, principal(request).tenant_id, condition, order_by, first - 1, limit
+            conn, tenant_id, condition, order_by, first - 1, limit, after=position
         )
-    url = base_url(request)
+    if rows and not order_by:
+        _index_positions.remember(query, first + len(rows), (rows[-1].created_at, rows[-1].id))
     resources = [project(render_user(row, url), projection) for row in rows]
     return scim_json(list_response(resources, total, first))
+
+
+async def _cursor_page(
+    request: Request,
+    condition: ColumnElement[bool] | None,
+    query: str,
+    cursor: str,
+    limit: int,
+    projection: ResponseParameters[ScimUser] | None,
+    url: str,
+) -> Response:
+    """RFC 9865: cursor= is the first page; then nextCursor / previousCursor."""
+    at = Cursor.decode(cursor, query) if cursor else None
+    backwards = at is not None and at.direction == "previous"
+    async with reading(engine(request)) as conn:
+        rows = await store.page_by_cursor(
+            conn,
+            principal(request).tenant_id,
+            condition,
+            at.position if at else None,
+            backwards,
+            limit,
+        )
+    more = len(rows) > limit
+    rows = rows[len(rows) - limit :] if backwards and more else rows[:limit]
+    has_next = more if not backwards else True
+    has_previous = at is not None and (more if backwards else True)
+    next_cursor = previous_cursor = None
+    if rows and has_next:
+        next_cursor = Cursor("next", (rows[-1].created_at, rows[-1].id), query).encode()
+    if rows and has_previous:
+        previous_cursor = Cursor("previous", (rows[0].created_at, rows[0].id), query).encode()
+    resources = [project(render_user(row, url), projection) for row in rows]
+    return scim_json(cursor_list_response(resources, next_cursor, previous_cursor))
 
 
 async def create_user(request: Request) -> Response:
