@@ -95,8 +95,16 @@ class User(Base):
         Index("ix_users_tenant_external_id", "tenant_id", "external_id"),
         # `emails eq "x"` (Entra) matches any of the user's addresses.
         Index("ix_users_email_values", "email_values", postgresql_using="gin"),
-        # Stable paging order for SCIM lists and the staff list.
-        Index("ix_users_tenant_created", "tenant_id", "created_at", "id"),
+        # Stable paging order for SCIM lists (creation order, keyset).
+        Index(
+            "ix_users_live_created",
+            "tenant_id",
+            "created_at",
+            "id",
+            # Only live users: SCIM never lists deleted ones, and a partial
+            # index lets a deep startIndex skip rows without reading the heap.
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         # The staff list (gateway/admin/staff.py): keyset pages in name order,
         # small partial indexes for the rare statuses, and a trigram index for
         # "search by name or email" as a substring.

@@ -1,7 +1,7 @@
 """Paging through users without work proportional to the directory.
 
 Two methods, both in the default order (``created_at, id``, which the
-``ix_users_tenant_created`` index reads in order):
+``ix_users_live_created`` index reads in order):
 
 - **Cursors** (RFC 9865): ``cursor=`` asks for the first page and each answer
   carries ``nextCursor`` (and ``previousCursor``). A cursor is the keyset

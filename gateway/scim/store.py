@@ -125,6 +125,24 @@ async def search(
     if after is not None:
         page = page.where(tuple_(c.created_at, c.id) > tuple_(*after))
         offset = 0
+    elif condition is None and not order_by and offset > 0:
+        # A jump deep into the full listing: find where the page starts by
+        # skipping index entries only (an index-only scan of the live-users
+        # index, no heap reads), then read the page from there by keyset.
+        total = (await conn.execute(count)).scalar_one()
+        start = (
+            await conn.execute(
+                select(c.created_at, c.id)
+                .where(*where)
+                .order_by(c.created_at, c.id)
+                .offset(offset)
+                .limit(1)
+            )
+        ).first()
+        if start is None:
+            return total, []
+        page = page.where(tuple_(c.created_at, c.id) >= tuple_(*start))
+        return total, list((await conn.execute(page.limit(limit))).all())
     if condition is None or after is not None:
         # A full listing (Okta's import) or a page found by its position: the
         # page comes off the (tenant_id, created_at, id) index; the total is

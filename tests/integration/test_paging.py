@@ -1,7 +1,7 @@
 """RFC 9865 cursor paging and keyset-stable startIndex reads (gateway/scim/paging.py).
 
 Cursor pages and sequential startIndex pages walk the users in creation order
-(``created_at, id``) off ``ix_users_tenant_created``: no user present through a
+(``created_at, id``) off ``ix_users_live_created``: no user present through a
 walk is skipped or repeated when others are created or deleted meanwhile, and
 a page deep in a 20,000-person directory costs what the first one does.
 """
@@ -670,7 +670,7 @@ def explain(db: Engine, statement: str, parameters: Any) -> str:
 
 def assert_index_range_scan(plan: str) -> None:
     assert "Seq Scan on users" not in plan, plan
-    assert "ix_users_tenant_created" in plan, plan
+    assert "ix_users_live_created" in plan, plan
     # Read in index order: the tenant's rows are never sorted…
     assert "Sort" not in plan, plan
     # …and the keyset position bounds the scan, so rows before it are never read.
@@ -709,13 +709,13 @@ async def test_a_deep_cursor_page_is_an_index_range_scan(
         plan = explain(db, sql, params)
         assert_index_range_scan(plan)
         if not after:
-            assert "Index Scan Backward using ix_users_tenant_created" in plan, plan
+            assert "Index Scan Backward using ix_users_live_created" in plan, plan
     # The first page, too, comes off the index in order (no Sort of 20,000 rows).
     with CapturedSQL(app) as captured:
         await cursor_get(client, cursor="", count=100)
     [(sql, params)] = captured.pages()
     plan = explain(db, sql, params)
-    assert "ix_users_tenant_created" in plan and "Sort" not in plan, plan
+    assert "ix_users_live_created" in plan and "Sort" not in plan, plan
     assert "Seq Scan on users" not in plan, plan
 
 
@@ -747,3 +747,35 @@ async def test_a_deep_sequential_start_index_page_is_an_index_range_scan(
     offset = re.search(r"OFFSET %\((\w+)\)s", sql)
     assert offset is None or params[offset.group(1)] == 0, (sql, params)
     assert_index_range_scan(explain(db, sql, params))
+
+
+async def test_a_jump_deep_into_the_listing_skips_index_entries_not_rows(
+    client: httpx2.AsyncClient, app: Any, db: Engine, big_tenant: uuid.UUID
+) -> None:
+    """startIndex=15,001 with no page before it: the skipped rows are index entries
+    of the live-users index (an index-only scan), then the page is read by keyset."""
+    with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM users")  # the visibility map, as autovacuum keeps it
+    with CapturedSQL(app) as captured:
+        body = await page(client, startIndex=15_001, count=100)
+    with db.connect() as conn:
+        expected = [
+            name
+            for (name,) in conn.execute(
+                select(User.user_name)
+                .where(User.tenant_id == big_tenant, User.deleted_at.is_(None))
+                .order_by(User.created_at, User.id)
+                .offset(15_000)
+                .limit(100)
+            )
+        ]
+    assert user_names(body) == expected
+    skip, read = captured.pages()
+    assert "OFFSET" in skip[0] and "attributes" not in skip[0], skip[0]
+    skip_plan = explain(db, *skip)
+    assert "Index Only Scan using ix_users_live_created" in skip_plan, skip_plan
+    assert re.search(r"\(users\.created_at, users\.id\) >= \(", read[0]), read[0]
+    read_plan = explain(db, *read)
+    assert "Index Scan using ix_users_live_created" in read_plan, read_plan
+    assert re.search(r"Index Cond: .*ROW\(created_at, id\) >= ROW\(", read_plan), read_plan
+    assert "Seq Scan" not in read_plan and "Sort" not in read_plan, read_plan
