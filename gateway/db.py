@@ -37,7 +37,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
         hide_parameters=True,
         connect_args={
             "connect_timeout": 5,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # Plan every statement with its real values and the table's
+            # current size. psycopg prepares statements the gateway repeats,
+            # and PostgreSQL would then cache a generic plan; one chosen
+            # while a first sync's table was tiny (a sequential scan) stays
+            # on the pooled connection as the directory grows, and every
+            # lookup reads the whole tenant (tests/integration/
+            # test_plans_stay_right.py). Planning costs far less than that.
+            "options": (
+                f"-c statement_timeout={settings.db_statement_timeout_ms} "
+                "-c plan_cache_mode=force_custom_plan"
+            ),
             "application_name": "simpleams-gateway",
         },
     )

@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     tuple_,
     union_all,
@@ -153,13 +152,42 @@ async def search(
         return total, list((await conn.execute(page.offset(offset).limit(limit))).all())
     # A filtered lookup (IdPs do one per user, matching 0 or 1 rows): the
     # total rides along as a window count, one round trip instead of two.
-    counted = page.add_columns(func.count().over().label("total_results"))
-    rows = list((await conn.execute(counted.offset(offset).limit(limit))).all())
+    if order_by:
+        counted = page.add_columns(func.count().over().label("total_results"))
+        rows = list((await conn.execute(counted.offset(offset).limit(limit))).all())
+    else:
+        rows = list((await conn.execute(_matches_then_page(where, offset, limit))).all())
     if rows:
         return int(rows[0].total_results), rows
     if offset == 0:
         return 0, []
     return (await conn.execute(count)).scalar_one(), []
+
+
+def _matches_then_page(where: list[ColumnElement[bool]], offset: int, limit: int) -> Any:
+    """Find the filter's matches first, then order and page them.
+
+    Asked for matches *in creation order*, the planner is tempted by the
+    ordered (tenant_id, created_at, id) index and filters the tenant's rows
+    one by one; when its statistics lag behind a growing directory (a first
+    sync on a new installation) it takes that path for ``userName eq``, and
+    every lookup reads the whole tenant. A materialized set of matches has no
+    order to offer, so the filter's own index (the unique one for userName)
+    finds them, and only the matches are sorted.
+    """
+    matches = select(c.id, c.created_at).where(*where).cte("matches").prefix_with("MATERIALIZED")
+    page = (
+        select(matches.c.id, matches.c.created_at, func.count().over().label("total_results"))
+        .order_by(matches.c.created_at, matches.c.id)
+        .offset(offset)
+        .limit(limit)
+        .subquery("page")
+    )
+    return (
+        select(*_COLUMNS, page.c.total_results)
+        .join_from(users, page, c.id == page.c.id)
+        .order_by(page.c.created_at, page.c.id)
+    )
 
 
 async def page_by_cursor(
@@ -206,23 +234,21 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     same_person = [func.lower(c.user_name) == func.lower(literal(columns["user_name"]))]
     if columns["email"]:
         same_person.append(func.lower(c.email) == func.lower(literal(columns["email"])))
-    # One query per state, each matching its partial indexes (live users'
-    # unique ones, deleted users' lookup ones); PostgreSQL would fold a
-    # single OR of the two back into a sequential scan.
-    in_tenant = (c.tenant_id == actor.tenant_id, or_(*same_person))
-    alive = (
+    # One lookup per key and state, each an equality on exactly one index:
+    # live users' unique ones, deleted users' lookup ones. An OR of the keys
+    # (or of the states) lets the planner read the tenant's rows through
+    # another index instead when its statistics lag behind a growing
+    # directory (tests/integration/test_plans_stay_right.py). A person found
+    # by both keys comes back twice, which changes nothing below.
+    lookups = [
         select(*_COLUMNS)
-        .where(*in_tenant, c.deleted_at.is_(None))
+        .where(c.tenant_id == actor.tenant_id, key, state)
         .with_for_update(key_share=True)
         .cte()
-    )
-    gone = (
-        select(*_COLUMNS)
-        .where(*in_tenant, c.deleted_at.is_not(None))
-        .with_for_update(key_share=True)
-        .cte()
-    )
-    candidates = (await conn.execute(union_all(select(alive), select(gone)))).all()
+        for key in same_person
+        for state in (c.deleted_at.is_(None), c.deleted_at.is_not(None))
+    ]
+    candidates = (await conn.execute(union_all(*(select(one) for one in lookups)))).all()
     live = [row for row in candidates if row.deleted_at is None]
     if live:
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
