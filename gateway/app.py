@@ -24,7 +24,7 @@ from gateway.admin.pages import SecurityHeadersMiddleware, message_page
 from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
 from gateway.db import create_engine
-from gateway.scim import discovery, errors, users
+from gateway.scim import bulk, discovery, errors, users
 from gateway.scim.openapi import openapi
 from gateway.settings import Settings
 from gateway.throttle import FailedAuthThrottle
@@ -187,7 +187,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await engine.dispose()
 
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
-    scim_routes = users.routes + discovery.routes
+    scim_routes = users.routes + bulk.routes + discovery.routes
     app = Starlette(
         routes=[
             Route("/healthz", healthz),

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.scim import errors
+from gateway.scim.bulk import MAX_OPERATIONS
 from gateway.scim.http import base_url, scim_json
 from gateway.scim.render import list_response
 from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
@@ -24,12 +25,16 @@ DOCUMENTATION = "https://simpleams.co.uk/help/scim"
 
 
 @cache
-def _service_provider_config() -> dict[str, Any]:
+def _service_provider_config(max_payload_size: int) -> dict[str, Any]:
     config = ServiceProviderConfig.model_validate(
         {
             "documentationUri": DOCUMENTATION,
             "patch": {"supported": True},
-            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "bulk": {
+                "supported": True,
+                "maxOperations": MAX_OPERATIONS,
+                "maxPayloadSize": max_payload_size,
+            },
             "filter": {"supported": True, "maxResults": MAX_RESULTS},
             "changePassword": {"supported": False},
             "sort": {"supported": True},
@@ -89,7 +94,8 @@ def _with_meta(resource: dict[str, Any], resource_type: str, location: str) -> d
 
 async def service_provider_config(request: Request) -> Response:
     url = f"{base_url(request)}/ServiceProviderConfig"
-    return scim_json(_with_meta(_service_provider_config(), "ServiceProviderConfig", url))
+    config = _service_provider_config(request.app.state.settings.max_body_bytes)
+    return scim_json(_with_meta(config, "ServiceProviderConfig", url))
 
 
 async def resource_types(request: Request) -> Response:

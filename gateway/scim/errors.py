@@ -100,6 +100,13 @@ class InvalidValue(ScimError):
     scim_type = "invalidValue"
 
 
+class UnresolvedBulkId(ScimError):
+    """A bulk operation refers to a bulkId no earlier operation created (RFC 7644 §3.7)."""
+
+    status = 409
+    scim_type = "invalidValue"
+
+
 class InvalidVersion(ScimError):
     scim_type = "invalidVers"
 

@@ -182,6 +182,51 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_SCHEMAS["BulkRequest"] = {
+    "type": "object",
+    "required": ["Operations"],
+    "properties": {
+        "schemas": {"type": "array", "items": _STRING},
+        "failOnErrors": {"type": "integer", "minimum": 1},
+        "Operations": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["method", "path"],
+                "properties": {
+                    "method": {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]},
+                    "bulkId": _STRING,
+                    "version": _STRING,
+                    "path": _STRING,
+                    "data": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+_SCHEMAS["BulkResponse"] = {
+    "type": "object",
+    "required": ["schemas", "Operations"],
+    "properties": {
+        "schemas": {"type": "array", "items": _STRING},
+        "Operations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "method": {"type": "string", "nullable": True},
+                    "bulkId": _STRING,
+                    "version": _STRING,
+                    "location": _STRING,
+                    "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
+                    "response": {"type": "object", "nullable": True},
+                },
+            },
+        },
+    },
+}
 # Responses may leave userName out (attributes/excludedAttributes, RFC 7644 §3.9).
 _SCHEMAS["UserResource"] = {**_SCHEMAS["User"], "required": ["schemas", "id"]}
 
@@ -264,6 +309,19 @@ def openapi_document() -> dict[str, Any]:
                         **_ERRORS,
                     },
                 },
+            },
+            "/Bulk": {
+                "post": {
+                    "requestBody": {"required": True, "content": _content(_ref("BulkRequest"))},
+                    "responses": {
+                        "200": {
+                            "description": "Each operation's own status (not atomic)",
+                            "content": {SCIM: {"schema": _ref("BulkResponse")}},
+                        },
+                        **_ERRORS,
+                        **_WRITE_ERRORS,
+                    },
+                }
             },
             "/ServiceProviderConfig": {"get": {"responses": {"200": discovery, **_ERRORS}}},
             "/ResourceTypes": {"get": {"responses": {"200": listing, **_ERRORS}}},

@@ -15,7 +15,11 @@ async def test_service_provider_config_tells_the_truth(client: httpx2.AsyncClien
     assert config["sort"] == {"supported": True}
     assert config["etag"] == {"supported": True}
     assert config["changePassword"] == {"supported": False}
-    assert config["bulk"]["supported"] is False
+    assert config["bulk"] == {
+        "supported": True,
+        "maxOperations": 1000,
+        "maxPayloadSize": 1_048_576,
+    }
     [scheme] = config["authenticationSchemes"]
     assert scheme["type"] == "oauthbearertoken"
     assert config["meta"]["resourceType"] == "ServiceProviderConfig"

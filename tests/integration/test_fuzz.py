@@ -59,6 +59,7 @@ OPERATIONS = [
     ("PUT", "/Users/{id}"),
     ("PATCH", "/Users/{id}"),
     ("DELETE", "/Users/{id}"),
+    ("POST", "/Bulk"),
     ("GET", "/ServiceProviderConfig"),
     ("GET", "/ResourceTypes"),
     ("GET", "/Schemas"),
