@@ -40,20 +40,43 @@ async def read_json(request: Request) -> Any:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise errors.InvalidSyntax(f"The request body is not valid JSON: {exc}.") from None
-    if _contains_nul(data):
-        # JSON allows \u0000; PostgreSQL text and jsonb cannot store it.
-        raise errors.InvalidValue("A value in the request body contains a NUL character (\\u0000).")
+    problem = _shape_problem(data)
+    if problem:
+        raise problem
     return data
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+# SCIM documents nest a few levels (a PATCH value holding a complex
+# attribute); anything deeper is not SCIM, and walking it recursively would
+# exhaust Python's stack (a 500) before any validation could refuse it.
+MAX_NESTING = 32
+
+
+def _shape_problem(data: Any) -> errors.ScimError | None:
+    """A NUL character or absurd nesting anywhere in the body, found without recursion."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                # JSON allows \u0000; PostgreSQL text and jsonb cannot store it.
+                return errors.InvalidValue(
+                    "A value in the request body contains a NUL character (\\u0000)."
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                return errors.InvalidSyntax(
+                    f"The request body nests objects or arrays more than {MAX_NESTING} levels "
+                    "deep; a SCIM document never does."
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and "\x00" in key:
+                    return errors.InvalidValue(
+                        "A name in the request body contains a NUL character (\\u0000)."
+                    )
+                stack.append((item, depth + 1))
+    return None
 
 
 def _too_large(settings: Settings) -> errors.PayloadTooLarge:

@@ -174,7 +174,7 @@ async def test_a_value_postgresql_refuses_is_400_not_500(
     # database and is refused there, the IdP still gets a SCIM 400.
     from gateway.scim import http
 
-    monkeypatch.setattr(http, "_contains_nul", lambda value: False)
+    monkeypatch.setattr(http, "_shape_problem", lambda value: None)
     response = await client.post("/Users", json=user_body("nul\u0000@acme.test"))
     assert_scim_error(response, 400, "invalidValue")
 
@@ -245,3 +245,41 @@ async def test_filter_literals_of_the_wrong_type_are_invalid_filter(
     client: httpx2.AsyncClient, text: str
 ) -> None:
     assert_scim_error(await client.get("/Users", params={"filter": text}), 400, "invalidFilter")
+
+
+@pytest.mark.parametrize("depth", [33, 500, 999, 1023])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/Users"),
+        ("PUT", "/Users/00000000-0000-0000-0000-000000000000"),
+        ("PATCH", "/Users/00000000-0000-0000-0000-000000000000"),
+        ("POST", "/Users/.search"),
+        ("POST", "/Bulk"),
+    ],
+)
+async def test_absurdly_nested_bodies_are_400_not_500(
+    client: httpx2.AsyncClient, db: Engine, method: str, path: str, depth: int
+) -> None:
+    """Nesting that Python would have to recurse through (a RecursionError, a 500,
+    before this was checked) is refused as soon as the body is parsed."""
+    nested = "[" * depth + "]" * depth
+    body = '{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], '
+    body += f'"userName": "deep@acme.test", "x": {nested}}}'
+    answer = await client.request(method, path, content=body)
+    assert_scim_error(answer, 400, "invalidSyntax")
+    assert "levels" in answer.json()["detail"]
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+
+
+async def test_a_body_nested_as_deep_as_scim_goes_is_accepted(client: httpx2.AsyncClient) -> None:
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "add", "value": {"emails": [{"value": "deep@acme.test", "type": "work"}]}}
+        ],
+    }
+    created = await client.post("/Users", json=user_body("deep@acme.test"))
+    assert created.status_code == 201
+    assert (await client.patch(f"/Users/{created.json()['id']}", json=patch)).status_code == 200
