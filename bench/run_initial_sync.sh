@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fresh database, the Procfile's web (and, with EFFECTS=1, relay + worker),
 # then bench/initial_sync.py, RUNS times.
-# Usage: [EFFECTS=1] [WORKER_ARGS="--concurrency=2"] bash bench/run_initial_sync.sh [USERS] [CONCURRENCY] [RUNS]
+# Usage: [EFFECTS=1] [WORKER_ARGS="--concurrency=2"] [WEB_ARGS="--workers 2"] bash bench/run_initial_sync.sh [USERS] [CONCURRENCY] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-3000}; CONCURRENCY=${2:-16}; RUNS=${3:-3}; PORT=${PORT:-8801}
@@ -15,8 +15,9 @@ for run in $(seq 1 "$RUNS"); do
   .venv/bin/simpleams migrate >/dev/null
   token=$(.venv/bin/simpleams demo | tail -1)
   pids=()
+  # shellcheck disable=SC2086  # WEB_ARGS is a list of options (e.g. --workers 2)
   .venv/bin/uvicorn --factory gateway.app:app_from_env --host 127.0.0.1 --port "$PORT" \
-    --log-level warning & pids+=($!)
+    --log-level warning ${WEB_ARGS:-} & pids+=($!)
   if [ "${EFFECTS:-0}" = 1 ]; then
     .venv/bin/python -m workers.relay >/dev/null 2>&1 & pids+=($!)
     # shellcheck disable=SC2086  # WORKER_ARGS is a list of options
@@ -24,7 +25,7 @@ for run in $(seq 1 "$RUNS"); do
       --loglevel=WARNING >/dev/null 2>&1 & pids+=($!)
   fi
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-  echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0} ${WORKER_ARGS:-}"
+  echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0} ${WORKER_ARGS:-} ${WEB_ARGS:-}"
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT/scim/v2" --token "$token" \
     --users "$USERS" --concurrency "$CONCURRENCY"
   if [ "${EFFECTS:-0}" = 1 ]; then
