@@ -82,6 +82,7 @@ async def initial_sync(http: httpx2.AsyncClient, users: int, concurrency: int, r
     elapsed = time.perf_counter() - started
     report("initial sync", "users", latencies, elapsed, statuses)
     print("  p50 per 10% slice (ms):", " ".join(f"{statistics.median(s):.1f}" for s in slices if s))
+    print("  p99 per 10% slice (ms):", " ".join(f"{percentile(s, 99):.1f}" for s in slices if s))
 
 
 async def paged_read(http: httpx2.AsyncClient) -> None:

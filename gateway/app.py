@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import admin
+from gateway import admin, statistics
 from gateway.admin.pages import SecurityHeadersMiddleware, message_page
 from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
@@ -183,7 +184,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        keeper = asyncio.create_task(statistics.keep_fresh(engine)) if settings.analyze else None
         yield
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         await engine.dispose()
 
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)

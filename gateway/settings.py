@@ -29,6 +29,8 @@ class Settings:
         sign in again (absolute, not sliding: a stolen cookie stops working).
     :param sign_in_failures: failed admin sign-ins allowed per client address
         and, separately, per account within 15 minutes (per process).
+    :param analyze: refresh the planner statistics of the tables a sync grows
+        (gateway/statistics.py); off only where ANALYZE is not allowed.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -41,6 +43,7 @@ class Settings:
     auth_failures_per_minute: int = 20
     admin_session_hours: int = 12
     sign_in_failures: int = 10
+    analyze: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -56,6 +59,7 @@ class Settings:
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
             sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
+            analyze=env.get("SIMPLEAMS_ANALYZE", "1").lower() not in ("0", "false", "no"),
         )
 
     def tenant_slug_of_host(self, host: str) -> str | None:

@@ -23,7 +23,9 @@ import httpx2
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway import statistics
 from gateway.app import create_app
 from gateway.cli import migrate
 from gateway.settings import Settings
@@ -146,3 +148,45 @@ async def test_creates_check_uniqueness_through_the_unique_indexes_after_growth(
     delta = wait_for(counted, "the creates' scans to be counted", timeout=20)
     used = {name: count for name, count in delta.items() if count}
     assert delta["seq"] == 0 and delta.get("ix_users_live_created", 0) == 0, used
+
+
+async def test_the_gateway_analyses_a_table_a_sync_has_grown(
+    new_installation: str, fresh_db: Engine
+) -> None:
+    """Where autovacuum has not run (or is off), the gateway's statistics keeper
+    analyses users once enough of it changed, and not again until it changes again."""
+    make_tenant(fresh_db, "acme")
+    engine = create_async_engine(new_installation)
+    try:
+        assert await statistics.analyze_if_stale(engine) == []  # an empty table: nothing to do
+        with fresh_db.begin() as conn:
+            tenant_id = conn.execute(text("SELECT id FROM tenants WHERE slug = 'acme'"))
+            conn.execute(text(SEED), {"tenant_id": tenant_id.scalar_one(), "n": 5_000})
+
+        def stats_counted() -> bool:
+            with fresh_db.connect() as conn:
+                changed = conn.execute(
+                    text(
+                        "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+                        "WHERE relname = 'users'"
+                    )
+                ).scalar_one()
+            return bool(changed >= 5_000)
+
+        wait_for(stats_counted, "the inserts to reach pg_stat_user_tables", timeout=20)
+        assert await statistics.analyze_if_stale(engine) == ["users"]
+        with fresh_db.connect() as conn:
+            analysed = conn.execute(
+                text(
+                    "SELECT last_analyze IS NOT NULL, n_mod_since_analyze "
+                    "FROM pg_stat_user_tables WHERE relname = 'users'"
+                )
+            ).one()
+            estimate = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE relname = 'users'")
+            ).scalar_one()
+        assert analysed[0] and analysed[1] == 0
+        assert estimate >= 4_000  # the planner now knows the directory's size
+        assert await statistics.analyze_if_stale(engine) == []
+    finally:
+        await engine.dispose()
