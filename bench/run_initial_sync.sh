@@ -26,8 +26,10 @@ for run in $(seq 1 "$RUNS"); do
   fi
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
   echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0} ${WORKER_ARGS:-} ${WEB_ARGS:-}"
+  echo "  web memory (RSS) before the sync: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT/scim/v2" --token "$token" \
     --users "$USERS" --concurrency "$CONCURRENCY"
+  echo "  web memory (RSS) after the sync and paged read: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
   if [ "${EFFECTS:-0}" = 1 ]; then
     echo "  outbox at the end of the sync: $($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL") events unsettled"
     start=$(date +%s.%N)
