@@ -3,16 +3,12 @@
 # Usage: bash bench/run_admin_pages.sh [USERS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 USERS=${1:-100000}; RUNS=${2:-3}; PORT=${PORT:-8802}
-export DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/simpleams_bench_admin
 for run in $(seq 1 "$RUNS"); do
-  psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS simpleams_bench_admin WITH (FORCE)" \
-    -c "CREATE DATABASE simpleams_bench_admin"
-  .venv/bin/simpleams migrate >/dev/null
-  .venv/bin/uvicorn --factory gateway.app:app_from_env --host 127.0.0.1 --port "$PORT" \
-    --log-level warning & pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+  fresh_database simpleams_bench_admin
+  start_web "$PORT"
   echo "run $run"
   .venv/bin/python -m bench.admin_pages --url "http://127.0.0.1:$PORT" --users "$USERS"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  stop_web
 done
