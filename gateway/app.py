@@ -25,6 +25,7 @@ from gateway.admin.pages import SecurityHeadersMiddleware, message_page
 from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
 from gateway.db import create_engine
+from gateway.fairness import TenantShares
 from gateway.scim import bulk, discovery, errors, users
 from gateway.scim.openapi import openapi
 from gateway.settings import Settings
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await engine.dispose()
 
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
+    shares = TenantShares(settings.scim_requests_in_progress)
     scim_routes = users.routes + bulk.routes + discovery.routes
     app = Starlette(
         routes=[
@@ -204,7 +206,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 routes=scim_routes,
                 middleware=[
                     Middleware(
-                        ScimAuthMiddleware, engine=engine, settings=settings, throttle=throttle
+                        ScimAuthMiddleware,
+                        engine=engine,
+                        settings=settings,
+                        throttle=throttle,
+                        shares=shares,
                     )
                 ],
             ),
@@ -223,6 +229,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.engine = engine
     app.state.auth_throttle = throttle
+    app.state.tenant_shares = shares
     app.state.sign_in_throttles = sign_in_throttles(settings)
     return app
 

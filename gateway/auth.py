@@ -19,11 +19,12 @@ import uuid
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.db import reading
+from gateway.fairness import TenantShares
 from gateway.scim import errors
 from gateway.settings import Settings
 from gateway.throttle import FailedAuthThrottle
@@ -37,6 +38,22 @@ _TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}[0-9A-Za-z]{{46}}$")
 # last_used_at is written at most this often per credential and process:
 # recording every request would add a write to every IdP call.
 LAST_USED_RESOLUTION_SECONDS = 60.0
+
+
+# Built once: every SCIM request runs it (store.py says why that matters).
+_CREDENTIAL = (
+    select(
+        ScimCredential.id,
+        ScimCredential.token_hash,
+        Tenant.id.label("tenant_id"),
+        Tenant.slug,
+        Tenant.plan,
+        Tenant.scim_enabled,
+    )
+    .join(Tenant, Tenant.id == ScimCredential.tenant_id)
+    .where(ScimCredential.token_hash == bindparam("token_hash"))
+    .where(ScimCredential.revoked_at.is_(None))
+)
 
 
 def generate_token() -> str:
@@ -104,9 +121,15 @@ class ScimAuthMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, engine: AsyncEngine, settings: Settings, throttle: FailedAuthThrottle
+        self,
+        app: ASGIApp,
+        engine: AsyncEngine,
+        settings: Settings,
+        throttle: FailedAuthThrottle,
+        shares: TenantShares,
     ) -> None:
         self.app = app
+        self.shares = shares
         self.engine = engine
         self.settings = settings
         self.throttle = throttle
@@ -118,16 +141,25 @@ class ScimAuthMiddleware:
             return
         try:
             token = _presented_token(scope)
-            async with reading(self.engine) as conn:
-                principal = await self._authenticate(conn, scope, token)
         except errors.Unauthorized as exc:
             await self._refuse(exc, _client_address(scope)).to_response()(scope, receive, send)
             return
-        except errors.ScimError as exc:
-            await exc.to_response()(scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        presented = hash_token(token)
+        # The tenant's share is taken before any database work, by credential
+        # (one per tenant): a request waiting its turn costs nothing.
+        async with self.shares.place(presented):
+            try:
+                async with reading(self.engine) as conn:
+                    principal = await self._authenticate(conn, scope, presented)
+            except errors.Unauthorized as exc:
+                refusal = self._refuse(exc, _client_address(scope))
+                await refusal.to_response()(scope, receive, send)
+                return
+            except errors.ScimError as exc:
+                await exc.to_response()(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = principal
+            await self.app(scope, receive, send)
 
     def _refuse(self, failure: errors.Unauthorized, client: str) -> errors.ScimError:
         """401 for a failed authentication, or 429 once this client has failed too often."""
@@ -142,24 +174,10 @@ class ScimAuthMiddleware:
         self.throttle.record_failure(client)
         return failure
 
-    async def _authenticate(self, conn: AsyncConnection, scope: Scope, token: str) -> Principal:
+    async def _authenticate(self, conn: AsyncConnection, scope: Scope, presented: str) -> Principal:
+        """:param presented: the SHA-256 of the presented token."""
         headers = dict(scope["headers"])
-        presented = hash_token(token)
-        row = (
-            await conn.execute(
-                select(
-                    ScimCredential.id,
-                    ScimCredential.token_hash,
-                    Tenant.id.label("tenant_id"),
-                    Tenant.slug,
-                    Tenant.plan,
-                    Tenant.scim_enabled,
-                )
-                .join(Tenant, Tenant.id == ScimCredential.tenant_id)
-                .where(ScimCredential.token_hash == presented)
-                .where(ScimCredential.revoked_at.is_(None))
-            )
-        ).first()
+        row = (await conn.execute(_CREDENTIAL, {"token_hash": presented})).first()
         if (
             row is None
             or not hmac.compare_digest(row.token_hash, presented)

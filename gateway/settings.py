@@ -29,6 +29,10 @@ class Settings:
         sign in again (absolute, not sliding: a stolen cookie stops working).
     :param sign_in_failures: failed admin sign-ins allowed per client address
         and, separately, per account within 15 minutes (per process).
+    :param scim_requests_in_progress: SCIM requests one web process works on
+        at once, split evenly between the tenants sending them; the rest
+        wait their turn, so a large tenant's sync cannot crowd out the
+        others (gateway/fairness.py). 0 means no limit.
     :param analyze: refresh the planner statistics of the tables a sync grows
         (gateway/statistics.py); off only where ANALYZE is not allowed.
     """
@@ -43,6 +47,7 @@ class Settings:
     auth_failures_per_minute: int = 20
     admin_session_hours: int = 12
     sign_in_failures: int = 10
+    scim_requests_in_progress: int = 12
     analyze: bool = True
 
     @classmethod
@@ -59,6 +64,7 @@ class Settings:
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
             sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
+            scim_requests_in_progress=int(env.get("SIMPLEAMS_SCIM_REQUESTS_IN_PROGRESS", "12")),
             analyze=env.get("SIMPLEAMS_ANALYZE", "1").lower() not in ("0", "false", "no"),
         )
 

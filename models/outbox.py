@@ -140,6 +140,11 @@ class SideEffectRun(Base):
     finished_at: Mapped[created_at]
 
 
+# Built once: every SCIM write runs it, and rebuilding a statement per call
+# costs more CPU than PostgreSQL spends on the insert (BENCHMARKS.md).
+_INSERT_EVENT = insert(ProvisioningEvent)
+
+
 def emit(
     *,
     tenant_id: uuid.UUID,
@@ -151,16 +156,17 @@ def emit(
     actor_user_agent: str | None,
     request_id: str | None,
     ignored_attributes: list[str] | None = None,
-) -> Insert:
-    """The INSERT for one event; execute it in the transaction that made the change."""
-    return insert(ProvisioningEvent).values(
-        tenant_id=tenant_id,
-        user_id=user_id,
-        kind=kind.value,
-        changes=changes,
-        ignored_attributes=ignored_attributes or [],
-        actor_idp=actor_idp,
-        actor_credential_id=actor_credential_id,
-        actor_user_agent=actor_user_agent,
-        request_id=request_id,
-    )
+) -> tuple[Insert, dict[str, Any]]:
+    """The INSERT for one event and its parameters; execute them in the
+    transaction that made the change: ``conn.execute(*emit(...))``."""
+    return _INSERT_EVENT, {
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "kind": kind.value,
+        "changes": changes,
+        "ignored_attributes": ignored_attributes or [],
+        "actor_idp": actor_idp,
+        "actor_credential_id": actor_credential_id,
+        "actor_user_agent": actor_user_agent,
+        "request_id": request_id,
+    }

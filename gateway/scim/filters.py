@@ -19,6 +19,7 @@ SQL's three-valued NULL would drop them.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -76,6 +77,33 @@ MAX_FILTER_LENGTH = 4096
 # parentheses do not count there, so they are bounded before parsing.
 MAX_PARENTHESES_DEPTH = 32
 ORDERING = (CompareOperator.gt, CompareOperator.ge, CompareOperator.lt, CompareOperator.le)
+
+
+# `userName eq "…"`: the lookup Okta and Entra make before creating or
+# updating each user. Only a plain quoted value without escapes qualifies;
+# anything else takes the full parser.
+_USER_NAME_EQUALS = re.compile(
+    r'(?:urn:ietf:params:scim:schemas:core:2\.0:User:)?userName eq "([^"\\\x00-\x1f]*)"',
+    re.IGNORECASE,
+)
+
+
+def user_name_equals(text: str) -> str | None:
+    """The value of a plain ``userName eq "…"`` filter, as compile_filter would
+    compare it (NFC), or None when the filter is anything else.
+
+    The per-user lookup then runs a statement built once instead of going
+    through the parser and a freshly built query (about 0.35 ms of CPU per
+    lookup, BENCHMARKS.md). tests/integration/test_filters.py checks that
+    both paths find the same users.
+    """
+    match = _USER_NAME_EQUALS.fullmatch(text)
+    if match is None or len(text) > MAX_FILTER_LENGTH:
+        return None
+    value = match.group(1)
+    if not _is_encodable(value):
+        return None  # the parser words the error
+    return unicodedata.normalize("NFC", value)
 
 
 def compile_filter(text: str) -> ColumnElement[bool]:

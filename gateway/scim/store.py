@@ -16,10 +16,11 @@ from typing import Any, TypeAlias, cast
 from sqlalchemy import (
     ColumnElement,
     Row,
+    String,
     Table,
+    bindparam,
     func,
     insert,
-    literal,
     select,
     tuple_,
     union_all,
@@ -74,6 +75,13 @@ def parse_scim_id(value: str) -> uuid.UUID | None:
         return None
 
 
+# Built once, like the statements of create() below.
+_LIVE_USER = select(*_COLUMNS).where(
+    c.tenant_id == bindparam("tenant_id"), c.scim_id == bindparam("scim_id"), c.deleted_at.is_(None)
+)
+_LIVE_USER_FOR_UPDATE = _LIVE_USER.with_for_update(key_share=True)
+
+
 async def get_live(
     conn: AsyncConnection,
     tenant_id: uuid.UUID,
@@ -84,12 +92,8 @@ async def get_live(
     """A user the IdP can see (not deleted by it), or NotFound."""
     if scim_id is None:
         raise errors.NotFound(_not_found_detail())
-    query = select(*_COLUMNS).where(
-        c.tenant_id == tenant_id, c.scim_id == scim_id, c.deleted_at.is_(None)
-    )
-    if for_update:
-        query = query.with_for_update(key_share=True)
-    row = (await conn.execute(query)).first()
+    query = _LIVE_USER_FOR_UPDATE if for_update else _LIVE_USER
+    row = (await conn.execute(query, {"tenant_id": tenant_id, "scim_id": scim_id})).first()
     if row is None:
         raise errors.NotFound(_not_found_detail())
     return row
@@ -97,6 +101,22 @@ async def get_live(
 
 def _not_found_detail() -> str:
     return "No user with this id exists in this SimpleAMS workspace (it may have been deleted)."
+
+
+_LIVE_BY_USER_NAME = select(*_COLUMNS).where(
+    c.tenant_id == bindparam("tenant_id"),
+    func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String)),
+    c.deleted_at.is_(None),
+)
+
+
+async def find_by_user_name(
+    conn: AsyncConnection, tenant_id: uuid.UUID, user_name: str
+) -> list[UserRow]:
+    """The live user with this userName (case-insensitively), if any: at most
+    one, by the unique index. The IdPs' per-user lookup (filters.user_name_equals)."""
+    parameters = {"tenant_id": tenant_id, "user_name": user_name}
+    return list((await conn.execute(_LIVE_BY_USER_NAME, parameters)).all())
 
 
 async def search(
@@ -217,6 +237,47 @@ async def page_by_cursor(
     return rows
 
 
+def _same_person(*, by_email: bool) -> Any:
+    """The live and deleted users a create collides with or restores.
+
+    lower() in SQL on both sides, exactly as the unique indexes do. One
+    lookup per key and state, each an equality on exactly one index: live
+    users' unique ones, deleted users' lookup ones. An OR of the keys (or of
+    the states) lets the planner read the tenant's rows through another
+    index instead when its statistics lag behind a growing directory
+    (tests/integration/test_plans_stay_right.py). A person found by both
+    keys comes back twice, which changes nothing in create().
+    """
+    keys = [func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String))]
+    if by_email:
+        keys.append(func.lower(c.email) == func.lower(bindparam("email", type_=String)))
+    lookups = [
+        select(*_COLUMNS)
+        .where(c.tenant_id == bindparam("tenant_id"), key, state)
+        .with_for_update(key_share=True)
+        .cte()
+        for key in keys
+        for state in (c.deleted_at.is_(None), c.deleted_at.is_not(None))
+    ]
+    return union_all(*(select(one) for one in lookups))
+
+
+# The statements every created user needs are built once. Building a
+# SQLAlchemy statement and its cache key costs more CPU than PostgreSQL
+# spends running it (BENCHMARKS.md, "Prebuilt statements"); the gateway's
+# throughput is bound by that CPU.
+_SAME_PERSON_BY_NAME = _same_person(by_email=False)
+_SAME_PERSON_BY_NAME_OR_EMAIL = _same_person(by_email=True)
+_INSERT_USER = insert(users).returning(*_COLUMNS)
+# A new version of a user: the changed columns come as parameters.
+_UPDATE_USER = (
+    update(users)
+    .where(c.id == bindparam("row_id"))
+    .values(version=c.version + 1, updated_at=func.now())
+    .returning(*_COLUMNS)
+)
+
+
 async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: str) -> UserRow:
     """Create a user, or restore one the IdP deleted earlier (a re-hire).
 
@@ -230,25 +291,17 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     if data.document.get("active") is None:
         data.document["active"] = True  # RFC 7643 §4.1.1: new users are active unless told
     columns = indexed_columns(data.document)
-    # lower() in SQL on both sides, exactly as the unique indexes do.
-    same_person = [func.lower(c.user_name) == func.lower(literal(columns["user_name"]))]
-    if columns["email"]:
-        same_person.append(func.lower(c.email) == func.lower(literal(columns["email"])))
-    # One lookup per key and state, each an equality on exactly one index:
-    # live users' unique ones, deleted users' lookup ones. An OR of the keys
-    # (or of the states) lets the planner read the tenant's rows through
-    # another index instead when its statistics lag behind a growing
-    # directory (tests/integration/test_plans_stay_right.py). A person found
-    # by both keys comes back twice, which changes nothing below.
-    lookups = [
-        select(*_COLUMNS)
-        .where(c.tenant_id == actor.tenant_id, key, state)
-        .with_for_update(key_share=True)
-        .cte()
-        for key in same_person
-        for state in (c.deleted_at.is_(None), c.deleted_at.is_not(None))
-    ]
-    candidates = (await conn.execute(union_all(*(select(one) for one in lookups)))).all()
+    lookup = _SAME_PERSON_BY_NAME_OR_EMAIL if columns["email"] else _SAME_PERSON_BY_NAME
+    candidates = (
+        await conn.execute(
+            lookup,
+            {
+                "tenant_id": actor.tenant_id,
+                "user_name": columns["user_name"],
+                "email": columns["email"],
+            },
+        )
+    ).all()
     live = [row for row in candidates if row.deleted_at is None]
     if live:
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
@@ -262,7 +315,7 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
         "attributes": data.document,
         "source": source,
     }
-    row = await _write(conn, insert(users).values(**values).returning(*_COLUMNS))
+    row = await _write(conn, _INSERT_USER, values)
     await _emit(conn, actor, row.id, EventKind.user_created, diff({}, data.document), data)
     return row
 
@@ -292,17 +345,14 @@ async def _restore(
     # resource id, so the old id keeps answering 404 (RFC 7644 §3.6).
     row = await _write(
         conn,
-        update(users)
-        .where(c.id == previous.id)
-        .values(
+        _UPDATE_USER,
+        {
             **columns,
-            scim_id=uuid.uuid4(),
-            deleted_at=None,
-            attributes=data.document,
-            version=c.version + 1,
-            updated_at=func.now(),
-        )
-        .returning(*_COLUMNS),
+            "row_id": previous.id,
+            "scim_id": uuid.uuid4(),
+            "deleted_at": None,
+            "attributes": data.document,
+        },
     )
     await _emit(
         conn, actor, row.id, EventKind.user_restored, diff(previous.attributes, data.document), data
@@ -333,16 +383,7 @@ async def replace(
             )
         return current
     row = await _write(
-        conn,
-        update(users)
-        .where(c.id == current.id)
-        .values(
-            **columns,
-            attributes=data.document,
-            version=c.version + 1,
-            updated_at=func.now(),
-        )
-        .returning(*_COLUMNS),
+        conn, _UPDATE_USER, {**columns, "row_id": current.id, "attributes": data.document}
     )
     kind = EventKind.user_updated
     if current.active and not row.active:
@@ -369,13 +410,15 @@ async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) ->
     await _emit(conn, actor, current.id, EventKind.user_deleted, changes, None)
 
 
-async def _write(conn: AsyncConnection, statement: Any) -> UserRow:
+async def _write(
+    conn: AsyncConnection, statement: Any, parameters: dict[str, Any] | None = None
+) -> UserRow:
     # A concurrent create of the same person passes the candidate lookup in
     # both transactions; the unique index stops the second. Translate it here,
     # at the boundary, into the 409 the IdP understands (the request's
     # transaction then rolls back as the error propagates).
     try:
-        return (await conn.execute(statement)).one()
+        return (await conn.execute(statement, parameters)).one()
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
         if "email" in constraint:
@@ -414,7 +457,7 @@ async def _emit(
     data: UserInput | None,
 ) -> None:
     await conn.execute(
-        emit(
+        *emit(
             tenant_id=actor.tenant_id,
             user_id=user_id,
             kind=kind,

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from gateway.db import reading, writing
 from gateway.scim import errors, store
-from gateway.scim.filters import compile_filter, sort_expression
+from gateway.scim.filters import compile_filter, sort_expression, user_name_equals
 from gateway.scim.http import (
     actor,
     base_url,
@@ -121,6 +121,9 @@ async def _query(
     # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0.
     first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
     limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
+    user_name = user_name_equals(filter_text) if filter_text else None
+    if user_name is not None and first == 1 and limit > 0 and cursor is None and not sort_by:
+        return await _lookup_by_user_name(request, user_name, attributes, excluded)
     condition: ColumnElement[bool] | None = compile_filter(filter_text) if filter_text else None
     order_by: list[ColumnElement[Any]] = []
     if sort_by:
@@ -159,6 +162,18 @@ async def _query(
         _index_positions.remember(query, first + len(rows), (rows[-1].created_at, rows[-1].id))
     resources = [project(render_user(row, url), projection) for row in rows]
     return scim_json(list_response(resources, total, first))
+
+
+async def _lookup_by_user_name(
+    request: Request, user_name: str, attributes: Any, excluded: Any
+) -> Response:
+    """The answer to a plain ``userName eq "…"`` filter: zero or one user."""
+    projection = parse_projection(attributes, excluded)
+    async with reading(engine(request)) as conn:
+        rows = await store.find_by_user_name(conn, principal(request).tenant_id, user_name)
+    url = base_url(request)
+    resources = [project(render_user(row, url), projection) for row in rows]
+    return scim_json(list_response(resources, len(rows), 1))
 
 
 async def _cursor_page(

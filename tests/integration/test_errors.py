@@ -159,7 +159,7 @@ async def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
     async with httpx2.AsyncClient(
         transport=transport, base_url="http://localhost/scim/v2", headers=tenant.headers
     ) as client:
-        response = await client.get("/Users", params={"filter": 'userName eq "x"'})
+        response = await client.get("/Users", params={"filter": 'displayName eq "x"'})
 
     assert_scim_error(response, 500)
     assert "secret internals" not in response.text

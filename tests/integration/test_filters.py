@@ -20,6 +20,7 @@ from scim2_models import ScimFilter
 from sqlalchemy import Engine, insert, select, text
 
 from gateway.scim.attributes import indexed_columns
+from gateway.scim.filters import user_name_equals
 from gateway.scim.schema import POLICY, ScimUser, load_stored, parse_user
 from models.tenants import Tenant
 from models.users import User
@@ -547,6 +548,62 @@ async def test_quotes_inside_values(client: httpx2.AsyncClient, tricky: dict[str
         await expect('userName co "\'"', {"o'neil@acme.test"})
         # JSON escapes in the literal: \u0027 is an apostrophe.
         await expect('userName eq "o\\u0027neil@acme.test"', {"o'neil@acme.test"})
+
+
+USER_NAME_LOOKUPS = [
+    "a_b@acme.test",
+    "A_B@ACME.TEST",  # userName is caseExact=false
+    "axb@acme.test",
+    "c%d@acme.test",
+    "o'neil@acme.test",
+    "x' OR '1'='1",
+    "nobody@acme.test",
+    "",
+    " a_b@acme.test",
+    "Ada.Lovelace@example.com",
+    "e\u0301@acme.test",  # decomposed é: the stored names are NFC
+    "\u00e9@acme.test",
+]
+
+
+@pytest.mark.parametrize("user_name", USER_NAME_LOOKUPS)
+async def test_the_per_user_lookup_finds_what_the_full_filter_finds(
+    client: httpx2.AsyncClient, tricky: dict[str, str], people: Any, user_name: str
+) -> None:
+    """``userName eq "…"`` runs a statement built once (filters.user_name_equals);
+    the same filter in parentheses goes through the parser and the SQL
+    compiler. Both must list the same users, in the same envelope."""
+    for name in ("\u00e9@acme.test", "A_B@acme.test "):
+        body = user_body("placeholder@acme.test")
+        body["userName"] = name
+        body["emails"] = [{"value": f"{uuid.uuid4().hex[:8]}@mail.test", "primary": True}]
+        assert (await client.post("/Users", json=body)).status_code == 201
+    fast = f"userName eq {quoted(user_name)}"
+    assert user_name_equals(fast) is not None, "the lookup must take the prebuilt statement"
+    for variant in (fast, fast.upper().replace(quoted(user_name).upper(), quoted(user_name))):
+        got = await client.get("/Users", params={"filter": variant})
+        parsed = await client.get("/Users", params={"filter": f"({fast})"})
+        assert got.status_code == parsed.status_code == 200, (got.text, parsed.text)
+        assert got.json() == parsed.json(), variant
+
+
+@pytest.mark.parametrize(
+    "scim_filter",
+    [
+        'userName eq "a" or userName eq "b"',
+        'userName  eq "a"',
+        ' userName eq "a"',
+        'userName eq "a\\"b"',
+        'userName eq "a\\u0041"',
+        "userName eq 'a'",
+        'userName.x eq "a"',
+        'userNames eq "a"',
+        'userName eq "a" ',
+        'userName eq "a\tb"',
+    ],
+)
+def test_only_a_plain_user_name_equality_takes_the_prebuilt_lookup(scim_filter: str) -> None:
+    assert user_name_equals(scim_filter) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,94 @@
+"""Tenants share a web process fairly: a budget of SCIM requests in progress.
+
+A web process serves every tenant from one event loop, first come, first
+served, and every request in progress slows all the others down (each of
+its database round trips puts it back in the loop's queue). An IdP's
+initial sync keeps many connections busy (Okta and Entra use 16 or more),
+so without a budget a small tenant's request would queue behind every one
+of a large tenant's: 12x its latency alone in bench/two_tenants.py.
+
+So each process lets ``budget`` SCIM requests be in progress and splits it
+evenly between the tenants that have requests in it: one tenant alone gets
+all of it (a handful of requests in progress keeps a process busy), two get
+half each, and so on, never less than one. Requests beyond their tenant's
+part wait, in the order they came, before any work is done for them. A
+tenant is named by its credential's hash, known before any database work.
+Measured in BENCHMARKS.md, "Two tenants".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class _Tenant:
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+
+class TenantShares:
+    """At most ``budget`` requests in progress, split between tenants; 0: no limit."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        # Only tenants with requests in progress or waiting: idle ones hold no memory.
+        self._tenants: dict[str, _Tenant] = {}
+
+    def _part(self) -> int:
+        return max(1, self.budget // max(1, len(self._tenants)))
+
+    @asynccontextmanager
+    async def place(self, tenant: str) -> AsyncIterator[None]:
+        if self.budget <= 0:
+            yield
+            return
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = _Tenant()
+        if state.waiting or state.running >= self._part():
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            state.waiting.append(turn)
+            try:
+                await turn  # _wake() counts us as running before it resolves the turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._leave(tenant, state)  # given a place, then cancelled
+                else:
+                    if turn in state.waiting:  # _wake() may have dropped it already
+                        state.waiting.remove(turn)
+                    self._forget_if_idle(tenant, state)
+                    self._wake()
+                raise
+        else:
+            state.running += 1
+        try:
+            yield
+        finally:
+            self._leave(tenant, state)
+
+    def _leave(self, tenant: str, state: _Tenant) -> None:
+        state.running -= 1
+        self._forget_if_idle(tenant, state)
+        self._wake()
+
+    def _forget_if_idle(self, tenant: str, state: _Tenant) -> None:
+        if state.running == 0 and not state.waiting:
+            del self._tenants[tenant]
+
+    def _wake(self) -> None:
+        """Give freed places (and larger parts, when a tenant left) to waiting requests."""
+        part = self._part()
+        for state in self._tenants.values():
+            while state.waiting and state.running < part:
+                turn = state.waiting.popleft()
+                if not turn.done():
+                    state.running += 1
+                    turn.set_result(None)
+
+    def in_progress(self) -> dict[str, tuple[int, int]]:
+        """(running, waiting) per tenant with requests in this process."""
+        return {name: (s.running, len(s.waiting)) for name, s in self._tenants.items()}
