@@ -24,6 +24,7 @@ from gateway import admin, statistics
 from gateway.admin.pages import SecurityHeadersMiddleware, message_page
 from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
+from gateway.credentials import CredentialCache, keep_listening
 from gateway.db import create_engine
 from gateway.fairness import TenantShares
 from gateway.scim import bulk, discovery, errors, users
@@ -185,16 +186,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        keeper = asyncio.create_task(statistics.keep_fresh(engine)) if settings.analyze else None
+        tasks = []
+        if settings.analyze:
+            tasks.append(asyncio.create_task(statistics.keep_fresh(engine)))
+        if settings.credential_cache:
+            tasks.append(asyncio.create_task(keep_listening(credentials, settings.database_url)))
         yield
-        if keeper is not None:
-            keeper.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+                await task
         await engine.dispose()
 
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
     shares = TenantShares(settings.scim_requests_in_progress)
+    credentials = CredentialCache()
     scim_routes = users.routes + bulk.routes + discovery.routes
     app = Starlette(
         routes=[
@@ -211,6 +217,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         settings=settings,
                         throttle=throttle,
                         shares=shares,
+                        credentials=credentials,
                     )
                 ],
             ),
@@ -230,6 +237,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.engine = engine
     app.state.auth_throttle = throttle
     app.state.tenant_shares = shares
+    app.state.credentials = credentials
     app.state.sign_in_throttles = sign_in_throttles(settings)
     return app
 

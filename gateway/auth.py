@@ -20,9 +20,10 @@ import zlib
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.credentials import Credential, CredentialCache
 from gateway.db import reading
 from gateway.fairness import TenantShares
 from gateway.scim import errors
@@ -127,9 +128,11 @@ class ScimAuthMiddleware:
         settings: Settings,
         throttle: FailedAuthThrottle,
         shares: TenantShares,
+        credentials: CredentialCache,
     ) -> None:
         self.app = app
         self.shares = shares
+        self.credentials = credentials
         self.engine = engine
         self.settings = settings
         self.throttle = throttle
@@ -149,8 +152,7 @@ class ScimAuthMiddleware:
         # (one per tenant): a request waiting its turn costs nothing.
         async with self.shares.place(presented):
             try:
-                async with reading(self.engine) as conn:
-                    principal = await self._authenticate(conn, scope, presented)
+                principal = await self._authenticate(scope, presented)
             except errors.Unauthorized as exc:
                 refusal = self._refuse(exc, _client_address(scope))
                 await refusal.to_response()(scope, receive, send)
@@ -174,27 +176,49 @@ class ScimAuthMiddleware:
         self.throttle.record_failure(client)
         return failure
 
-    async def _authenticate(self, conn: AsyncConnection, scope: Scope, presented: str) -> Principal:
+    async def _authenticate(self, scope: Scope, presented: str) -> Principal:
         """:param presented: the SHA-256 of the presented token."""
-        headers = dict(scope["headers"])
-        row = (await conn.execute(_CREDENTIAL, {"token_hash": presented})).first()
+        credential = self.credentials.get(presented)
+        if credential is None:
+            credential = await self._look_up(presented)
         if (
-            row is None
-            or not hmac.compare_digest(row.token_hash, presented)
-            or not row.scim_enabled
+            credential is None
+            or not hmac.compare_digest(credential.token_hash, presented)
+            or not credential.scim_enabled
         ):
             raise errors.Unauthorized(
                 "This SCIM token is not valid: it was regenerated or the integration was "
                 "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
             )
-        self._check_host(headers, row.slug)
-        if not Plan(row.plan).includes_scim:
+        self._check_host(dict(scope["headers"]), credential.slug)
+        if not Plan(credential.plan).includes_scim:
             raise errors.Forbidden(
                 "SCIM provisioning is a Business-plan integration; this workspace is on the "
-                f"{Plan(row.plan).value} plan. Upgrade to Business to provision users."
+                f"{Plan(credential.plan).value} plan. Upgrade to Business to provision users."
             )
-        await self._record_use(conn, row.id)
-        return Principal(tenant_id=row.tenant_id, tenant_slug=row.slug, credential_id=row.id)
+        await self._record_use(credential.id)
+        return Principal(
+            tenant_id=credential.tenant_id,
+            tenant_slug=credential.slug,
+            credential_id=credential.id,
+        )
+
+    async def _look_up(self, presented: str) -> Credential | None:
+        generation = self.credentials.generation
+        async with reading(self.engine) as conn:
+            row = (await conn.execute(_CREDENTIAL, {"token_hash": presented})).first()
+        if row is None:
+            return None
+        credential = Credential(
+            id=row.id,
+            token_hash=row.token_hash,
+            tenant_id=row.tenant_id,
+            slug=row.slug,
+            plan=row.plan,
+            scim_enabled=row.scim_enabled,
+        )
+        self.credentials.remember(presented, credential, generation)
+        return credential
 
     def _check_host(self, headers: dict[bytes, bytes], slug: str) -> None:
         # On a tenant's own host (SLUG.<base domain>) the token must belong to
@@ -207,14 +231,15 @@ class ScimAuthMiddleware:
                 "check the Base URL / Tenant URL in your IdP."
             )
 
-    async def _record_use(self, conn: AsyncConnection, credential_id: uuid.UUID) -> None:
+    async def _record_use(self, credential_id: uuid.UUID) -> None:
         now = time.monotonic()
         last = self._last_recorded.get(credential_id)
         if last is not None and now - last < LAST_USED_RESOLUTION_SECONDS:
             return
         self._last_recorded[credential_id] = now
-        await conn.execute(
-            update(ScimCredential)
-            .where(ScimCredential.id == credential_id)
-            .values(last_used_at=func.now())
-        )
+        async with reading(self.engine) as conn:
+            await conn.execute(
+                update(ScimCredential)
+                .where(ScimCredential.id == credential_id)
+                .values(last_used_at=func.now())
+            )

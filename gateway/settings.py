@@ -33,6 +33,8 @@ class Settings:
         at once, split evenly between the tenants sending them; the rest
         wait their turn, so a large tenant's sync cannot crowd out the
         others (gateway/fairness.py). 0 means no limit.
+    :param credential_cache: remember which tenant each token belongs to,
+        forgetting on PostgreSQL's change notifications (gateway/credentials.py).
     :param analyze: refresh the planner statistics of the tables a sync grows
         (gateway/statistics.py); off only where ANALYZE is not allowed.
     """
@@ -48,6 +50,7 @@ class Settings:
     admin_session_hours: int = 12
     sign_in_failures: int = 10
     scim_requests_in_progress: int = 12
+    credential_cache: bool = True
     analyze: bool = True
 
     @classmethod
@@ -65,6 +68,8 @@ class Settings:
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
             sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
             scim_requests_in_progress=int(env.get("SIMPLEAMS_SCIM_REQUESTS_IN_PROGRESS", "12")),
+            credential_cache=env.get("SIMPLEAMS_CREDENTIAL_CACHE", "1").lower()
+            not in ("0", "false", "no"),
             analyze=env.get("SIMPLEAMS_ANALYZE", "1").lower() not in ("0", "false", "no"),
         )
 
