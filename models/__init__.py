@@ -5,7 +5,15 @@ from models.audit import AuditEntry
 from models.base import Base
 from models.checkouts import Asset, Checkout
 from models.notifications import DigestItem, Notification, NotificationKind
-from models.outbox import Effect, EventKind, ProvisioningEvent, RunStatus, SideEffectRun, emit
+from models.outbox import (
+    Effect,
+    EventKind,
+    ProvisioningEvent,
+    RunStatus,
+    SideEffectRun,
+    event_insert,
+    event_parameters,
+)
 from models.tenants import Plan, ScimCredential, Tenant
 from models.users import Role, Source, User
 
@@ -30,5 +38,6 @@ __all__ = [
     "Source",
     "Tenant",
     "User",
-    "emit",
+    "event_insert",
+    "event_parameters",
 ]

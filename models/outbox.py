@@ -24,10 +24,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, insert, text
+from sqlalchemy import CTE, BigInteger, ForeignKey, Index, String, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql.dml import Insert
 
 from models.base import Base, created_at
 
@@ -140,12 +139,32 @@ class SideEffectRun(Base):
     finished_at: Mapped[created_at]
 
 
-# Built once: every SCIM write runs it, and rebuilding a statement per call
-# costs more CPU than PostgreSQL spends on the insert (BENCHMARKS.md).
-_INSERT_EVENT = insert(ProvisioningEvent)
+def event_insert() -> CTE:
+    """The INSERT of one event as a CTE, to ride along with the write it records.
+
+    ``write.add_cte(event_insert())``, executed with ``event_parameters(...)``
+    among its parameters, stores the change and its event in one statement:
+    one round trip instead of two, and they commit (or fail) together. Every
+    value is an explicit ``event_*`` parameter, never a column name, so the
+    write's own parameters cannot leak into the event.
+    """
+    table = ProvisioningEvent.__table__
+    names = (
+        "tenant_id",
+        "user_id",
+        "kind",
+        "changes",
+        "ignored_attributes",
+        "actor_idp",
+        "actor_credential_id",
+        "actor_user_agent",
+        "request_id",
+    )
+    values = {name: bindparam(f"event_{name}", type_=table.c[name].type) for name in names}
+    return insert(ProvisioningEvent).values(values).cte("provisioning_event")
 
 
-def emit(
+def event_parameters(
     *,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -156,17 +175,16 @@ def emit(
     actor_user_agent: str | None,
     request_id: str | None,
     ignored_attributes: list[str] | None = None,
-) -> tuple[Insert, dict[str, Any]]:
-    """The INSERT for one event and its parameters; execute them in the
-    transaction that made the change: ``conn.execute(*emit(...))``."""
-    return _INSERT_EVENT, {
-        "tenant_id": tenant_id,
-        "user_id": user_id,
-        "kind": kind.value,
-        "changes": changes,
-        "ignored_attributes": ignored_attributes or [],
-        "actor_idp": actor_idp,
-        "actor_credential_id": actor_credential_id,
-        "actor_user_agent": actor_user_agent,
-        "request_id": request_id,
+) -> dict[str, Any]:
+    """The parameters of ``event_insert()`` for one event."""
+    return {
+        "event_tenant_id": tenant_id,
+        "event_user_id": user_id,
+        "event_kind": kind.value,
+        "event_changes": changes,
+        "event_ignored_attributes": ignored_attributes or [],
+        "event_actor_idp": actor_idp,
+        "event_actor_credential_id": actor_credential_id,
+        "event_actor_user_agent": actor_user_agent,
+        "event_request_id": request_id,
     }

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
-from models.outbox import EventKind, emit
+from models.outbox import EventKind, event_insert, event_parameters
 from models.users import User
 
 log = logging.getLogger("simpleams.gateway.store")
@@ -262,19 +262,52 @@ def _same_person(*, by_email: bool) -> Any:
     return union_all(*(select(one) for one in lookups))
 
 
-# The statements every created user needs are built once. Building a
-# SQLAlchemy statement and its cache key costs more CPU than PostgreSQL
-# spends running it (BENCHMARKS.md, "Prebuilt statements"); the gateway's
-# throughput is bound by that CPU.
+def _bound(*names: str) -> dict[str, Any]:
+    """VALUES / SET for these columns, each from a ``user_<name>`` parameter."""
+    return {name: bindparam(f"user_{name}", type_=c[name].type) for name in names}
+
+
+def _user_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"user_{name}": value for name, value in values.items()}
+
+
+# The columns derived from a SCIM document (attributes.indexed_columns).
+_INDEXED = tuple(indexed_columns({"userName": ""}))
+
+# The statements every created or changed user needs are built once.
+# Building a SQLAlchemy statement and its cache key costs more CPU than
+# PostgreSQL spends running it (BENCHMARKS.md, "Statements built once"); the
+# gateway's throughput is bound by that CPU. Each write carries its
+# provisioning event as a CTE: one statement, one round trip.
 _SAME_PERSON_BY_NAME = _same_person(by_email=False)
 _SAME_PERSON_BY_NAME_OR_EMAIL = _same_person(by_email=True)
-_INSERT_USER = insert(users).returning(*_COLUMNS)
-# A new version of a user: the changed columns come as parameters.
-_UPDATE_USER = (
+_CREATE_USER = (
+    insert(users)
+    .values(_bound(*_INDEXED, "id", "tenant_id", "scim_id", "attributes", "source"))
+    .returning(*_COLUMNS)
+    .add_cte(event_insert())
+)
+_NEW_VERSION = {"version": c.version + 1, "updated_at": func.now()}
+_REPLACE_USER = (
     update(users)
     .where(c.id == bindparam("row_id"))
-    .values(version=c.version + 1, updated_at=func.now())
+    .values({**_bound(*_INDEXED, "attributes"), **_NEW_VERSION})
     .returning(*_COLUMNS)
+    .add_cte(event_insert())
+)
+# A re-hire: the deleted staff record comes back under a new SCIM id.
+_RESTORE_USER = (
+    update(users)
+    .where(c.id == bindparam("row_id"))
+    .values({**_bound(*_INDEXED, "attributes", "scim_id"), "deleted_at": None, **_NEW_VERSION})
+    .returning(*_COLUMNS)
+    .add_cte(event_insert())
+)
+_MARK_DELETED = (
+    update(users)
+    .where(c.id == bindparam("row_id"))
+    .values({"deleted_at": func.now(), "active": False, **_NEW_VERSION})
+    .add_cte(event_insert())
 )
 
 
@@ -307,17 +340,17 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
     if candidates:
         return await _restore(conn, actor, _rehired(candidates, columns), data, columns)
+    user_id = uuid.uuid4()
     values = {
         **columns,
         "tenant_id": actor.tenant_id,
         "scim_id": uuid.uuid4(),
-        "id": uuid.uuid4(),
+        "id": user_id,
         "attributes": data.document,
         "source": source,
     }
-    row = await _write(conn, _INSERT_USER, values)
-    await _emit(conn, actor, row.id, EventKind.user_created, diff({}, data.document), data)
-    return row
+    event = _event(actor, user_id, EventKind.user_created, diff({}, data.document), data)
+    return await _write(conn, _CREATE_USER, {**_user_parameters(values), **event})
 
 
 def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow:
@@ -343,21 +376,11 @@ async def _restore(
 ) -> UserRow:
     # Re-hire: same staff record (history and audit trail kept), new SCIM
     # resource id, so the old id keeps answering 404 (RFC 7644 §3.6).
-    row = await _write(
-        conn,
-        _UPDATE_USER,
-        {
-            **columns,
-            "row_id": previous.id,
-            "scim_id": uuid.uuid4(),
-            "deleted_at": None,
-            "attributes": data.document,
-        },
-    )
-    await _emit(
-        conn, actor, row.id, EventKind.user_restored, diff(previous.attributes, data.document), data
-    )
-    return row
+    values = {**columns, "scim_id": uuid.uuid4(), "attributes": data.document}
+    changes = diff(previous.attributes, data.document)
+    event = _event(actor, previous.id, EventKind.user_restored, changes, data)
+    parameters = {**_user_parameters(values), "row_id": previous.id, **event}
+    return await _write(conn, _RESTORE_USER, parameters)
 
 
 async def replace(
@@ -382,32 +405,22 @@ async def replace(
                 ",".join(data.ignored_attributes),
             )
         return current
-    row = await _write(
-        conn, _UPDATE_USER, {**columns, "row_id": current.id, "attributes": data.document}
-    )
     kind = EventKind.user_updated
-    if current.active and not row.active:
+    if current.active and not columns["active"]:
         kind = EventKind.user_deactivated
-    elif not current.active and row.active:
+    elif not current.active and columns["active"]:
         kind = EventKind.user_reactivated
-    await _emit(conn, actor, row.id, kind, changes, data)
-    return row
+    values = {**columns, "attributes": data.document}
+    event = _event(actor, current.id, kind, changes, data)
+    parameters = {**_user_parameters(values), "row_id": current.id, **event}
+    return await _write(conn, _REPLACE_USER, parameters)
 
 
 async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) -> None:
     """A DELETE from the IdP: deactivate and hide from SCIM; never remove the row."""
-    await conn.execute(
-        update(users)
-        .where(c.id == current.id)
-        .values(
-            deleted_at=func.now(),
-            active=False,
-            version=c.version + 1,
-            updated_at=func.now(),
-        )
-    )
     changes = {"active": [current.active, False]} if current.active else {}
-    await _emit(conn, actor, current.id, EventKind.user_deleted, changes, None)
+    event = _event(actor, current.id, EventKind.user_deleted, changes, None)
+    await conn.execute(_MARK_DELETED, {"row_id": current.id, **event})
 
 
 async def _write(
@@ -448,26 +461,24 @@ def _conflict_detail(existing: UserRow, columns: dict[str, Any]) -> str:
     )
 
 
-async def _emit(
-    conn: AsyncConnection,
+def _event(
     actor: Actor,
     user_id: uuid.UUID,
     kind: EventKind,
     changes: dict[str, Any],
     data: UserInput | None,
-) -> None:
-    await conn.execute(
-        *emit(
-            tenant_id=actor.tenant_id,
-            user_id=user_id,
-            kind=kind,
-            changes=changes,
-            actor_idp=actor.idp,
-            actor_credential_id=actor.credential_id,
-            actor_user_agent=actor.user_agent,
-            request_id=actor.request_id,
-            ignored_attributes=data.ignored_attributes if data else None,
-        )
+) -> dict[str, Any]:
+    """The provisioning event a write carries (models.outbox.event_insert)."""
+    return event_parameters(
+        tenant_id=actor.tenant_id,
+        user_id=user_id,
+        kind=kind,
+        changes=changes,
+        actor_idp=actor.idp,
+        actor_credential_id=actor.credential_id,
+        actor_user_agent=actor.user_agent,
+        request_id=actor.request_id,
+        ignored_attributes=data.ignored_attributes if data else None,
     )
 
 
