@@ -103,9 +103,15 @@ class CredentialCache:
         self._fd = None
         self.forget_all()
 
-    @staticmethod
-    def _unread(fd: int) -> bool:
-        readable, _, _ = select.select([fd], [], [], 0)
+    def _unread(self, fd: int) -> bool:
+        try:
+            readable, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError):
+            # The listening socket is gone (its connection failed and was
+            # closed before the listener noticed): trust nothing until it is
+            # back.
+            self.detach()
+            return True
         return bool(readable)
 
 
@@ -159,10 +165,13 @@ def _attach(
             pgconn.consume_input()
             while pgconn.notifies() is not None:
                 pass
+            healthy = pgconn.status == psycopg.pq.ConnStatus.OK
         except psycopg.Error:
-            lost.set()
-            return
-        if pgconn.status != psycopg.pq.ConnStatus.OK:
+            healthy = False
+        if not healthy:
+            # Stop using the socket now, in this callback: once the
+            # connection is closed its descriptor may be reused by another.
+            _detach(cache)
             lost.set()
 
     asyncio.get_running_loop().add_reader(fd, on_readable)

@@ -211,3 +211,19 @@ def test_nothing_is_remembered_without_a_listener() -> None:
     cache = CredentialCache()
     cache.remember("h", credential(), cache.generation)
     assert cache.get("h") is None
+
+
+def test_a_listening_socket_closed_under_the_cache_is_not_a_500() -> None:
+    """libpq closes the socket when it reads the end of a connection (a
+    PostgreSQL restart), possibly before the listener task has detached; the
+    soak caught a request selecting on that closed descriptor (EBADF -> 500)."""
+    cache = CredentialCache()
+    ours, postgres = socket.socketpair()
+    with postgres:
+        cache.attach(ours.fileno())
+        cache.remember("h", credential(), cache.generation)
+        ours.close()
+        assert cache.get("h") is None
+        assert not cache.listening
+        cache.remember("h", credential(), cache.generation)
+        assert cache.get("h") is None  # nothing is remembered until it listens again
