@@ -10,7 +10,7 @@ batches the relay sleeps on PostgreSQL ``LISTEN provisioning_events`` (a
 trigger NOTIFYs on every committed insert) with a short timeout as a
 fallback, and every so often sweeps: events published long ago whose
 effects have not all finished (their task was lost with a Redis restart)
-are published again.
+are published again, once no task is waiting in the queues.
 
 Broker errors are retried with tenacity; while Redis is down events simply
 stay in the outbox, and the IdP's requests never notice.
@@ -18,6 +18,7 @@ stay in the outbox, and the IdP's requests never notice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import signal
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 import psycopg
 from celery import Celery
+from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, func, update
@@ -44,7 +46,7 @@ from tenacity import (
 )
 
 from models.outbox import ProvisioningEvent
-from workers.routing import ROUTES, effects_for, task_id
+from workers.routing import QUEUES, ROUTES, effects_for, task_id
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("simpleams.relay")
@@ -56,6 +58,10 @@ CHANNEL = "provisioning_events"
 
 class Publisher(Protocol):
     def publish(self, event_id: int, kind: str) -> None: ...
+
+    def waiting(self) -> int:
+        """Tasks queued in the broker that no worker has taken yet."""
+        ...
 
 
 class CeleryPublisher:
@@ -81,6 +87,16 @@ class CeleryPublisher:
                 queue=route.queue,
             )
 
+    def waiting(self) -> int:
+        with self.app.connection_for_read() as connection:
+            channel = connection.default_channel
+            total = 0
+            for queue in QUEUES:
+                # A queue never declared has had no task queued: ChannelError (404).
+                with contextlib.suppress(ChannelError):
+                    total += channel.queue_declare(queue=queue, passive=True).message_count
+            return total
+
 
 @dataclass
 class Relay:
@@ -105,7 +121,15 @@ class Relay:
         )
 
     def sweep_once(self) -> int:
-        """Publish again events whose effects have not all finished in time."""
+        """Publish again events whose effects have not all finished in time.
+
+        Not while tasks are still queued: then the workers are behind (a
+        large initial sync), not missing tasks, and publishing the old part
+        of the backlog again would only queue it twice, sweep after sweep.
+        Tasks lost with Redis are re-published once the queues have drained.
+        """
+        if self.publisher.waiting():
+            return 0
         cutoff = func.now() - self.sweep_after
         return self._publish_claimed(
             sql_select(ProvisioningEvent.id, ProvisioningEvent.kind)

@@ -1,7 +1,9 @@
 """The relay against the real PostgreSQL: SCIM writes -> outbox -> a fake
 publisher (STYLE.md §2.5). Publishing order, batching, rollback on a broker
 error (at least once), SKIP LOCKED between relays, the sweep, and the
-LISTEN/NOTIFY wake-up. The broker side is tests/unit/workers/test_publisher.py."""
+LISTEN/NOTIFY wake-up. The broker side is tests/unit/workers/test_publisher.py,
+and the count of waiting tasks (which holds the sweep back) is checked
+against a real Redis at the end."""
 
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from typing import Any
 
 import httpx2
 import pytest
+from celery import Celery
 from sqlalchemy import Engine, create_engine, text
 
+from models.outbox import EFFECTS, EventKind
 from tests.conftest import user_body
-from workers.relay import Listener, Relay
+from tests.integration.pipeline import RedisServer
+from workers.app import app as production_app
+from workers.relay import CeleryPublisher, Listener, Relay
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 
@@ -31,6 +37,10 @@ class FakePublisher:
     fail_on: int | None = None
     calls: list[tuple[int, str]] = field(default_factory=list)
     attempts: int = 0
+    queued: int = 0
+
+    def waiting(self) -> int:
+        return self.queued
 
     def publish(self, event_id: int, kind: str) -> None:
         self.attempts += 1
@@ -240,6 +250,26 @@ async def test_the_sweep_republishes_only_events_left_unsettled_too_long(
         assert set(recent) == {e[0], e[3], e[4]}
 
 
+async def test_the_sweep_waits_while_tasks_are_still_queued(
+    client: httpx2.AsyncClient, db: Engine, engines: Callable[..., Engine]
+) -> None:
+    """A backlog older than sweep_after is the workers being behind, not lost
+    tasks: sweeping it would queue it a second time (and a third...)."""
+    await create_users(client, 2)
+    engine = engines()
+    assert Relay(engine, FakePublisher()).drain_once() == 2
+    for event in events(db):
+        age(db, event.id, published_minutes_ago=20, settled=False)
+    publisher = FakePublisher(queued=7)
+    relay = Relay(engine, publisher, sweep_after=timedelta(minutes=5))
+
+    assert relay.sweep_once() == 0
+    assert publisher.calls == []
+    publisher.queued = 0  # the workers caught up; what is still unsettled was lost
+    assert relay.sweep_once() == 2
+    assert [kind for _, kind in publisher.calls] == ["user.created", "user.created"]
+
+
 def timed_wait(listener: Listener, timeout: float, ready: threading.Event) -> float:
     ready.set()
     start = time.monotonic()
@@ -306,3 +336,23 @@ def test_the_listener_returns_after_its_timeout_when_nothing_happens(
         assert 0.3 <= elapsed < 1.5
     finally:
         listener.close()
+
+
+def test_the_celery_publisher_counts_tasks_no_worker_has_taken() -> None:
+    """CeleryPublisher.waiting() against a real (private) Redis."""
+    redis = RedisServer()
+    redis.start()
+    try:
+        app = Celery("waiting-test", broker=redis.url)
+        app.conf.update(
+            task_queues=production_app.conf.task_queues,
+            broker_connection_retry_on_startup=True,
+        )
+        publisher = CeleryPublisher(app)
+        assert publisher.waiting() == 0
+        publisher.publish(1, EventKind.user_created.value)
+        publisher.publish(2, EventKind.user_deactivated.value)
+        expected = len(EFFECTS[EventKind.user_created]) + len(EFFECTS[EventKind.user_deactivated])
+        assert publisher.waiting() == expected
+    finally:
+        redis.cleanup()
