@@ -32,12 +32,18 @@ for run in $(seq 1 "$RUNS"); do
   echo "  web memory (RSS) after the sync and paged read: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
   if [ "${EFFECTS:-0}" = 1 ]; then
     echo "  outbox at the end of the sync: $($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL") events unsettled"
-    start=$(date +%s.%N)
-    for _ in $(seq 1 1200); do
-      [ "$($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL")" = 0 ] && break
-      sleep 0.1  # polling the outbox until it drains
+    start=$(date +%s.%N); deadline=$(( $(date +%s) + ${CATCH_UP_SECONDS:-900} ))
+    unsettled=$($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL")
+    while [ "$unsettled" != 0 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+      sleep 0.5  # polling the outbox until it drains
+      unsettled=$($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL")
     done
-    echo "  side effects caught up $(echo "$(date +%s.%N) - $start" | bc) s after the paged read ended"
+    took=$(echo "$(date +%s.%N) - $start" | bc)
+    if [ "$unsettled" = 0 ]; then
+      echo "  side effects caught up $took s after the paged read ended"
+    else
+      echo "  side effects NOT caught up: $unsettled events still unsettled $took s after the paged read"
+    fi
   fi
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 done

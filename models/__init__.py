@@ -15,7 +15,7 @@ from models.outbox import (
     event_parameters,
 )
 from models.tenants import Plan, ScimCredential, Tenant
-from models.users import Role, Source, User
+from models.users import LiveUserCount, Role, Source, User
 
 __all__ = [
     "Admin",
@@ -27,6 +27,7 @@ __all__ = [
     "DigestItem",
     "Effect",
     "EventKind",
+    "LiveUserCount",
     "Notification",
     "NotificationKind",
     "Plan",

@@ -23,10 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
+    SmallInteger,
     String,
     func,
     text,
@@ -160,3 +162,23 @@ class User(Base):
     version: Mapped[int] = mapped_column(server_default=text("1"))
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LiveUserCount(Base):
+    """How many live (not deleted) users a tenant has, in up to 16 slots to sum.
+
+    Kept by statement-level triggers on users, in the transaction of the
+    change (migration 0008), whoever writes: the gateway, the CLI, SQL.
+    Each connection adds to its own slot (its backend pid modulo 16), so
+    concurrent creates of one tenant do not queue on one row. An unfiltered
+    SCIM listing reads its totalResults here instead of counting the
+    directory on every page.
+    """
+
+    __tablename__ = "tenant_live_users"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    live: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

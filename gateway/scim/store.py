@@ -33,7 +33,7 @@ from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
 from models.outbox import EventKind, event_insert, event_parameters
-from models.users import User
+from models.users import LiveUserCount, User
 
 log = logging.getLogger("simpleams.gateway.store")
 
@@ -119,6 +119,11 @@ async def find_by_user_name(
     return list((await conn.execute(_LIVE_BY_USER_NAME, parameters)).all())
 
 
+_LIVE_USERS = select(func.coalesce(func.sum(LiveUserCount.live), 0)).where(
+    LiveUserCount.tenant_id == bindparam("tenant_id")
+)
+
+
 async def search(
     conn: AsyncConnection,
     tenant_id: uuid.UUID,
@@ -137,9 +142,17 @@ async def search(
     where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
     if condition is not None:
         where.append(condition)
-    count = select(func.count()).select_from(users).where(*where)
+
+    async def count_matches() -> int:
+        if condition is None:
+            # Kept by triggers on users (models.users.LiveUserCount): a sum
+            # of at most 16 rows, not a count of the directory.
+            return int((await conn.execute(_LIVE_USERS, {"tenant_id": tenant_id})).scalar_one())
+        count = select(func.count()).select_from(users).where(*where)
+        return int((await conn.execute(count)).scalar_one())
+
     if limit == 0:
-        return (await conn.execute(count)).scalar_one(), []
+        return await count_matches(), []
     page = select(*_COLUMNS).where(*where).order_by(*order_by, c.created_at, c.id)
     if after is not None:
         page = page.where(tuple_(c.created_at, c.id) > tuple_(*after))
@@ -148,7 +161,7 @@ async def search(
         # A jump deep into the full listing: find where the page starts by
         # skipping index entries only (an index-only scan of the live-users
         # index, no heap reads), then read the page from there by keyset.
-        total = (await conn.execute(count)).scalar_one()
+        total = await count_matches()
         start = (
             await conn.execute(
                 select(c.created_at, c.id)
@@ -166,7 +179,7 @@ async def search(
         # A full listing (Okta's import) or a page found by its position: the
         # page comes off the (tenant_id, created_at, id) index; the total is
         # a separate count.
-        total = (await conn.execute(count)).scalar_one()
+        total = await count_matches()
         if offset >= total:
             return total, []
         return total, list((await conn.execute(page.offset(offset).limit(limit))).all())
@@ -181,7 +194,7 @@ async def search(
         return int(rows[0].total_results), rows
     if offset == 0:
         return 0, []
-    return (await conn.execute(count)).scalar_one(), []
+    return await count_matches(), []
 
 
 def _matches_then_page(where: list[ColumnElement[bool]], offset: int, limit: int) -> Any:
