@@ -89,9 +89,8 @@ def _client_address(scope: Scope) -> str:
     return str(client[0]) if client else "-"
 
 
-def _presented_token(scope: Scope) -> str:
+def _presented_token(headers: dict[bytes, bytes]) -> str:
     """The bearer token of the request, checked for shape before any database work."""
-    headers: dict[bytes, bytes] = dict(scope["headers"])
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
@@ -143,7 +142,8 @@ class ScimAuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            token = _presented_token(scope)
+            headers: dict[bytes, bytes] = dict(scope["headers"])
+            token = _presented_token(headers)
         except errors.Unauthorized as exc:
             await self._refuse(exc, _client_address(scope)).to_response()(scope, receive, send)
             return
@@ -152,7 +152,7 @@ class ScimAuthMiddleware:
         # (one per tenant): a request waiting its turn costs nothing.
         async with self.shares.place(presented):
             try:
-                principal = await self._authenticate(scope, presented)
+                principal = await self._authenticate(headers, presented)
             except errors.Unauthorized as exc:
                 refusal = self._refuse(exc, _client_address(scope))
                 await refusal.to_response()(scope, receive, send)
@@ -176,7 +176,7 @@ class ScimAuthMiddleware:
         self.throttle.record_failure(client)
         return failure
 
-    async def _authenticate(self, scope: Scope, presented: str) -> Principal:
+    async def _authenticate(self, headers: dict[bytes, bytes], presented: str) -> Principal:
         """:param presented: the SHA-256 of the presented token."""
         credential = self.credentials.get(presented)
         if credential is None:
@@ -190,7 +190,7 @@ class ScimAuthMiddleware:
                 "This SCIM token is not valid: it was regenerated or the integration was "
                 "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
             )
-        self._check_host(dict(scope["headers"]), credential.slug)
+        self._check_host(headers, credential.slug)
         if not Plan(credential.plan).includes_scim:
             raise errors.Forbidden(
                 "SCIM provisioning is a Business-plan integration; this workspace is on the "
@@ -209,14 +209,7 @@ class ScimAuthMiddleware:
             row = (await conn.execute(_CREDENTIAL, {"token_hash": presented})).first()
         if row is None:
             return None
-        credential = Credential(
-            id=row.id,
-            token_hash=row.token_hash,
-            tenant_id=row.tenant_id,
-            slug=row.slug,
-            plan=row.plan,
-            scim_enabled=row.scim_enabled,
-        )
+        credential = Credential(**row._mapping)  # _CREDENTIAL selects exactly its fields
         self.credentials.remember(presented, credential, generation)
         return credential
 

@@ -61,6 +61,15 @@ async def changed(cache: CredentialCache, since: int) -> None:
     await until(lambda: cache.generation > since, "the change notification")
 
 
+async def commit_and_hear(cache: CredentialCache, db: Engine, change: Callable[[Any], Any]) -> Any:
+    """Run ``change(conn)`` in a transaction, then wait until the process heard of it."""
+    before = cache.generation
+    with db.begin() as conn:
+        result = change(conn)
+    await changed(cache, before)
+    return result
+
+
 async def test_a_token_is_looked_up_once_then_remembered(
     http: httpx2.AsyncClient, cached_app: Any, tenant: TenantHandle
 ) -> None:
@@ -77,10 +86,9 @@ async def test_a_rotated_out_token_stops_working(
 ) -> None:
     cache: CredentialCache = cached_app.state.credentials
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 200
-    before = cache.generation
-    with db.begin() as conn:
-        new = tenancy.rotate_token(conn, tenant.slug).token
-    await changed(cache, before)
+    new = await commit_and_hear(
+        cache, db, lambda conn: tenancy.rotate_token(conn, tenant.slug).token
+    )
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 401
     assert (await http.get("/Users", headers=bearer(new))).status_code == 200
 
@@ -91,22 +99,21 @@ async def test_disabling_the_integration_or_leaving_business_takes_effect(
     cache: CredentialCache = cached_app.state.credentials
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 200
 
-    before = cache.generation
-    with db.begin() as conn:
-        tenancy.set_plan(conn, tenant.slug, Plan.pro)
-    await changed(cache, before)
+    await commit_and_hear(cache, db, lambda conn: tenancy.set_plan(conn, tenant.slug, Plan.pro))
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 403
 
-    before = cache.generation
-    with db.begin() as conn:
-        tenancy.set_plan(conn, tenant.slug, Plan.business)
-    await changed(cache, before)
+    await commit_and_hear(
+        cache, db, lambda conn: tenancy.set_plan(conn, tenant.slug, Plan.business)
+    )
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 200
 
-    before = cache.generation
-    with db.begin() as conn:
-        conn.execute(text("UPDATE tenants SET scim_enabled = false WHERE slug = :s"), {"s": "acme"})
-    await changed(cache, before)
+    await commit_and_hear(
+        cache,
+        db,
+        lambda conn: conn.execute(
+            text("UPDATE tenants SET scim_enabled = false WHERE slug = 'acme'")
+        ),
+    )
     assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 401
 
 
