@@ -41,6 +41,15 @@ for run in $(seq 1 "$RUNS"); do
     took=$(echo "$(date +%s.%N) - $start" | bc)
     if [ "$unsettled" = 0 ]; then
       echo "  side effects caught up $took s after the paged read ended"
+      # Lag of each event: from its write (occurred_at, the write's transaction)
+      # to its last side effect (settled_at); and from the last write to the last settle.
+      $PSQL "SELECT format('  side-effect lag per event: p50 %s ms, p99 %s ms, max %s ms; last effect %s ms after the last write',
+               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lag)),
+               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag)), round(max(lag)),
+               round(extract(epoch FROM max(settled_at) - max(occurred_at)) * 1000))
+             FROM (SELECT settled_at, occurred_at,
+                          extract(epoch FROM settled_at - occurred_at) * 1000 AS lag
+                   FROM provisioning_events) e"
     else
       echo "  side effects NOT caught up: $unsettled events still unsettled $took s after the paged read"
     fi

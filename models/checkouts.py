@@ -11,22 +11,24 @@ check-in sets ``returned_at``.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    CursorResult,
     DateTime,
     ForeignKey,
     Index,
-    Result,
     String,
     func,
+    or_,
     select,
     text,
     update,
 )
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, created_at, uuid_pk
@@ -140,33 +142,64 @@ def check_in(session: Session, tenant_id: uuid.UUID, tag: str) -> Checkout:
 
 def apply_checkout_lock(session: Session, user_id: uuid.UUID) -> LockResult:
     """Make the user's lock and their open checkouts' flags match their current state."""
-    user = session.scalars(
-        select(User).where(User.id == user_id).with_for_update(key_share=True)
-    ).one()
-    should_lock = not user.active or user.deleted_at is not None
-    user.checkout_locked = should_lock
-    open_checkouts = (Checkout.user_id == user_id, Checkout.returned_at.is_(None))
-    if should_lock:
-        flagged = _rowcount(
-            session.execute(
-                update(Checkout)
-                .where(*open_checkouts, Checkout.recovery_flagged_at.is_(None))
-                .values(recovery_flagged_at=func.now())
-            )
-        )
-        return LockResult(locked=True, flagged=flagged, unflagged=0)
-    unflagged = _rowcount(
+    return apply_checkout_locks(session, [user_id])[user_id]
+
+
+def apply_checkout_locks(
+    session: Session, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, LockResult]:
+    """``apply_checkout_lock`` for many users at once: four statements, not four per user."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    # Row locks in id order first: two tasks over overlapping users take
+    # them in the same order and cannot deadlock (an UPDATE's order is the
+    # plan's). FOR NO KEY UPDATE, as the UPDATE below would take.
+    session.execute(
+        select(User.id).where(User.id.in_(ids)).order_by(User.id).with_for_update(key_share=True)
+    )
+    locks = dict(
         session.execute(
+            update(User)
+            .where(User.id.in_(ids))
+            .values(checkout_locked=or_(User.active.is_(False), User.deleted_at.is_not(None)))
+            .returning(User.id, User.checkout_locked)
+            .execution_options(synchronize_session=False)
+        )
+        .tuples()
+        .all()
+    )
+    if len(locks) < len(ids):
+        raise NoResultFound(f"users {sorted(set(ids) - set(locks))} do not exist")
+    to_lock = [user_id for user_id, locked in locks.items() if locked]
+    to_unlock = [user_id for user_id, locked in locks.items() if not locked]
+    flagged = Counter(
+        _touched_holders(session, to_lock, Checkout.recovery_flagged_at.is_(None), func.now())
+    )
+    unflagged = Counter(
+        _touched_holders(session, to_unlock, Checkout.recovery_flagged_at.is_not(None), None)
+    )
+    return {
+        user_id: LockResult(locked=locked, flagged=flagged[user_id], unflagged=unflagged[user_id])
+        for user_id, locked in locks.items()
+    }
+
+
+def _touched_holders(
+    session: Session, user_ids: list[uuid.UUID], unless_already: Any, flag: Any
+) -> list[uuid.UUID]:
+    """Set the recovery flag of these users' open checkouts; returns one holder per checkout."""
+    if not user_ids:
+        return []
+    return list(
+        session.scalars(
             update(Checkout)
-            .where(*open_checkouts, Checkout.recovery_flagged_at.is_not(None))
-            .values(recovery_flagged_at=None)
+            .where(Checkout.user_id.in_(user_ids), Checkout.returned_at.is_(None), unless_already)
+            .values(recovery_flagged_at=flag)
+            .returning(Checkout.user_id)
+            .execution_options(synchronize_session=False)
         )
     )
-    return LockResult(locked=False, flagged=0, unflagged=unflagged)
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def open_checkouts(session: Session, user_id: uuid.UUID) -> list[tuple[str, str, datetime]]:

@@ -10,10 +10,11 @@ Event kinds are past-tense facts. A DELETE from the IdP is ``user.deleted``
 and is handled as a soft deactivation, never a hard delete.
 
 Lifecycle of an event: written unpublished by the gateway; claimed by the
-relay, which publishes one Celery task per side effect (``workers/routing.py``)
-and sets ``published_at``; each task records a ``SideEffectRun`` (done, or
-failed = a dead letter) in the same transaction as its effect; the task that
-completes the last effect sets ``settled_at``. The relay's sweep re-publishes
+relay, which publishes, per side effect, one Celery task per batch of events
+(``workers/routing.py``) and sets ``published_at``; each task records a
+``SideEffectRun`` per event (done, or failed = a dead letter) in the same
+transaction as its effect; the task that completes an event's last effect
+sets its ``settled_at``. The relay's sweep re-publishes
 events published long ago and still unsettled (a task lost with Redis).
 """
 

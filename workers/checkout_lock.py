@@ -1,7 +1,7 @@
 """Side effect: lock a leaver out of checkouts (and flag what they hold), or unlock.
 
-The task does not trust the event it was sent for: it applies the user's
-*current* state (models/checkouts.py::apply_checkout_lock), so a
+The task does not trust the events it was sent for: it applies each user's
+*current* state (models/checkouts.py::apply_checkout_locks), so a
 deactivation and a quick reactivation end unlocked whatever order their
 tasks run in.
 """
@@ -13,30 +13,43 @@ import logging
 from sqlalchemy.orm import Session
 
 from models import guard
-from models.checkouts import apply_checkout_lock
+from models.checkouts import apply_checkout_locks
 from models.outbox import Effect, ProvisioningEvent
 from workers.app import app
-from workers.effects import EffectTask, hold_run, run_once
+from workers.effects import EffectTask, event_ids_of, hold_run, run_batch
 
 log = logging.getLogger("simpleams.workers.checkout")
 
 
-def converge_lock(session: Session, event: ProvisioningEvent) -> None:
-    if guard.holds(session, event):
-        hold_run(session, event.id, Effect.checkout_lock)
-        log.warning("mass-deprovision guard holds the lock of event=%s", event.id)
-        return
-    result = apply_checkout_lock(session, event.user_id)
+def converge_locks(session: Session, events: list[ProvisioningEvent]) -> None:
+    users = []
+    for event in events:  # in id order: the guard counts each leaver against those before it
+        if guard.holds(session, event):
+            hold_run(session, event.id, Effect.checkout_lock)
+            log.warning("mass-deprovision guard holds the lock of event=%s", event.id)
+        else:
+            users.append(event.user_id)
+    results = apply_checkout_locks(session, users)
+    for user_id, result in results.items():
+        if result.locked or result.unflagged:
+            log.info(
+                "checkout lock user=%s locked=%s flagged=%s unflagged=%s",
+                user_id,
+                result.locked,
+                result.flagged,
+                result.unflagged,
+            )
     log.info(
-        "checkout lock event=%s user=%s locked=%s flagged=%s unflagged=%s",
-        event.id,
-        event.user_id,
-        result.locked,
-        result.flagged,
-        result.unflagged,
+        "checkout locks converged for %d users (%d locked)",
+        len(results),
+        sum(result.locked for result in results.values()),
     )
 
 
 @app.task(name="simpleams.checkout.apply_lock", base=EffectTask, effect=Effect.checkout_lock)
-def apply_lock(event_id: int) -> bool:
-    return run_once(event_id, Effect.checkout_lock, converge_lock)
+def apply_lock(event_ids: list[int] | None = None, event_id: int | None = None) -> int:
+    return run_batch(
+        event_ids_of({"event_ids": event_ids, "event_id": event_id}),
+        Effect.checkout_lock,
+        converge_locks,
+    )

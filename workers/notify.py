@@ -33,10 +33,15 @@ from workers import mail
 from workers.app import app
 from workers.db import session_scope
 from workers.effects import (
+    TRANSIENT,
+    EffectsFailed,
     EffectTask,
     PermanentError,
     claim_run,
+    event_ids_of,
     hold_run,
+    record_failure,
+    run_batch,
     settle_if_complete,
 )
 from workers.settings import settings
@@ -146,7 +151,72 @@ def _is_leaving(event: ProvisioningEvent, user: User) -> bool:
 
 
 @app.task(name="simpleams.notify.on_event", base=EffectTask, effect=Effect.notify)
-def on_event(event_id: int) -> str:
+def on_event(event_ids: list[int] | None = None, event_id: int | None = None) -> str:
+    """Notify about a batch of events.
+
+    Joiners and movers only become digest items: one transaction for the
+    whole batch. Leavers may need an alert email, sent outside any
+    transaction, so each leaver is handled on its own.
+    """
+    ids = event_ids_of({"event_ids": event_ids, "event_id": event_id})
+    with session_scope() as session:
+        kinds = dict(
+            session.execute(
+                select(ProvisioningEvent.id, ProvisioningEvent.kind).where(
+                    ProvisioningEvent.id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+    leavers = [i for i in ids if kinds.get(i) in guard.LEAVING]
+    others = [i for i in ids if kinds.get(i) not in guard.LEAVING]
+    outcomes: Counter[str] = Counter()
+    failed = 0
+    try:
+        outcomes["joiners and movers"] = run_batch(others, Effect.notify, queue_for_digest)
+    except EffectsFailed:
+        failed += 1
+    for leaver in leavers:
+        try:
+            outcomes[_notify_one(leaver)] += 1
+        except TRANSIENT:
+            raise  # the task is retried; what was done is skipped next time
+        except Exception as exc:
+            failed += 1
+            log.error("notification failed for good event=%s: %r", leaver, exc)
+            record_failure(leaver, Effect.notify, f"{type(exc).__name__}: {exc}")
+    if failed:
+        raise EffectsFailed(f"notifications of events {ids} failed in part; see dead letters")
+    return ", ".join(f"{outcome}: {count}" for outcome, count in outcomes.items() if count)
+
+
+def queue_for_digest(session: Session, events: list[ProvisioningEvent]) -> None:
+    """Digest items for events whose notification runs were claimed in this transaction."""
+    addresses = dict(
+        session.execute(
+            select(Tenant.id, Tenant.notify_email).where(
+                Tenant.id.in_({event.tenant_id for event in events})
+            )
+        )
+        .tuples()
+        .all()
+    )
+    items = [
+        {
+            "event_id": event.id,
+            "tenant_id": event.tenant_id,
+            "kind": event.kind,
+            "actor_idp": event.actor_idp,
+        }
+        for event in events
+        if addresses.get(event.tenant_id)
+    ]
+    if items:  # a tenant with no notification address gets no digest
+        session.execute(pg_insert(DigestItem).values(items).on_conflict_do_nothing())
+
+
+def _notify_one(event_id: int) -> str:
     with session_scope() as session:
         event = session.get(ProvisioningEvent, event_id)
         if event is None:
@@ -243,17 +313,7 @@ def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant
     if not claim_run(session, event.id, Effect.notify):
         settle_if_complete(session, event)
         return "already done"
-    if tenant.notify_email:
-        session.execute(
-            pg_insert(DigestItem)
-            .values(
-                event_id=event.id,
-                tenant_id=tenant.id,
-                kind=event.kind,
-                actor_idp=event.actor_idp,
-            )
-            .on_conflict_do_nothing()
-        )
+    queue_for_digest(session, [event])
     settle_if_complete(session, event)
     return "queued for digest" if tenant.notify_email else "no notification address"
 

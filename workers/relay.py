@@ -3,8 +3,10 @@
     python -m workers.relay
 
 Loop: claim a batch of unpublished events (``FOR UPDATE SKIP LOCKED``, so
-two relays never claim the same rows), publish one task per side effect with
-a deterministic task id, mark them published, commit. A crash between
+two relays never claim the same rows), publish per side effect one task per
+``SIMPLEAMS_EFFECT_BATCH_SIZE`` events with a deterministic task id, mark
+them published, commit. While the workers still have tasks queued, the relay
+holds back for a moment so that the next claim is a bigger batch. A crash between
 publishing and committing publishes again; tasks are idempotent. Between
 batches the relay sleeps on PostgreSQL ``LISTEN provisioning_events`` (a
 trigger NOTIFYs on every committed insert) with a short timeout as a
@@ -23,8 +25,8 @@ import logging
 import select
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -54,10 +56,14 @@ log = logging.getLogger("simpleams.relay")
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, TimeoutError)
 DATABASE_ERRORS = (SQLAlchemyOperationalError, psycopg.OperationalError, psycopg.InterfaceError)
 CHANNEL = "provisioning_events"
+# How long the relay waits before asking the broker again while holding back.
+HOLD_BACK_PAUSE = 0.05
 
 
 class Publisher(Protocol):
-    def publish(self, event_id: int, kind: str) -> None: ...
+    def publish(self, events: Sequence[tuple[int, str]]) -> None:
+        """Publish the side effects of these (event id, kind) pairs."""
+        ...
 
     def waiting(self) -> int:
         """Tasks queued in the broker that no worker has taken yet."""
@@ -65,10 +71,16 @@ class Publisher(Protocol):
 
 
 class CeleryPublisher:
-    """Publishes one task per side effect of an event, by stable name and id."""
+    """Publishes the side effects of a batch of events: per effect, one task
+    per ``batch_size`` events, by stable name and deterministic id.
 
-    def __init__(self, app: Celery) -> None:
+    Batches are what let the workers keep up with an initial sync: a task
+    does a handful of statements for its whole batch (workers/effects.py).
+    """
+
+    def __init__(self, app: Celery, batch_size: int = 100) -> None:
         self.app = app
+        self.batch_size = batch_size
 
     @retry(
         retry=retry_if_exception_type(BROKER_ERRORS),
@@ -77,15 +89,17 @@ class CeleryPublisher:
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
-    def publish(self, event_id: int, kind: str) -> None:
-        for effect in effects_for(kind):
-            route = ROUTES[effect]
-            self.app.send_task(
-                route.task_name,
-                kwargs={"event_id": event_id},
-                task_id=task_id(event_id, effect),
-                queue=route.queue,
-            )
+    def publish(self, events: Sequence[tuple[int, str]]) -> None:
+        for effect, route in ROUTES.items():
+            ids = sorted(event_id for event_id, kind in events if effect in effects_for(kind))
+            for start in range(0, len(ids), self.batch_size):
+                batch = ids[start : start + self.batch_size]
+                self.app.send_task(
+                    route.task_name,
+                    kwargs={"event_ids": batch},
+                    task_id=task_id(batch, effect),
+                    queue=route.queue,
+                )
 
     def waiting(self) -> int:
         with self.app.connection_for_read() as connection:
@@ -105,20 +119,48 @@ class Relay:
     :param publisher: where tasks go (Celery in production, a fake in unit tests).
     :param batch_size: events claimed per transaction.
     :param sweep_after: re-publish events still unsettled this long after publishing.
+    :param max_waiting: hold new events back while this many tasks wait in the
+        broker (0: publish as soon as events arrive).
+    :param max_hold_seconds: but never longer than this since the last publish.
+    :param clock: ``time.monotonic``; tests pass their own.
     """
 
     engine: Engine
     publisher: Publisher
     batch_size: int = 500
     sweep_after: timedelta = timedelta(minutes=5)
+    max_waiting: int = 0
+    max_hold_seconds: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    _last_publish: float = field(default=float("-inf"), init=False)
 
     def drain_once(self) -> int:
         """Publish one batch of unpublished events; returns how many."""
-        return self._publish_claimed(
+        published = self._publish_claimed(
             sql_select(ProvisioningEvent.id, ProvisioningEvent.kind)
             .where(ProvisioningEvent.published_at.is_(None))
             .order_by(ProvisioningEvent.id)
         )
+        if published:
+            self._last_publish = self.clock()
+        return published
+
+    def holding_back(self) -> bool:
+        """Whether to let the outbox collect a bigger batch instead of publishing now.
+
+        While the workers still have tasks queued, publishing each new event
+        at once only makes tiny batches (one task per event and effect, which
+        is what kept them from keeping up with an initial sync). Waiting
+        until the queues run low lets the next claim take many events, and
+        so a task does a hundred events' work in one transaction. Bounded by
+        ``max_hold_seconds``, so a slow queue (SMTP down, the notify tasks
+        retrying) delays the other effects by at most that.
+        """
+        if not self.max_waiting:
+            return False
+        if self.clock() - self._last_publish >= self.max_hold_seconds:
+            return False
+        return self.publisher.waiting() >= self.max_waiting
 
     def sweep_once(self) -> int:
         """Publish again events whose effects have not all finished in time.
@@ -146,9 +188,8 @@ class Relay:
             rows: Sequence[Any] = conn.execute(
                 query.limit(self.batch_size).with_for_update(skip_locked=True, key_share=True)
             ).all()
-            for row in rows:
-                self.publisher.publish(row.id, row.kind)
             if rows:
+                self.publisher.publish([(row.id, row.kind) for row in rows])
                 conn.execute(
                     update(ProvisioningEvent)
                     .where(ProvisioningEvent.id.in_([row.id for row in rows]))
@@ -185,7 +226,10 @@ def run(settings: WorkerSettings) -> None:
     from workers.db import engine
 
     relay = Relay(
-        engine, CeleryPublisher(app), sweep_after=timedelta(seconds=settings.sweep_after_seconds)
+        engine,
+        CeleryPublisher(app, batch_size=settings.effect_batch_size),
+        sweep_after=timedelta(seconds=settings.sweep_after_seconds),
+        max_waiting=settings.relay_max_waiting,
     )
     stopping = False
 
@@ -202,6 +246,9 @@ def run(settings: WorkerSettings) -> None:
         try:
             if listener is None and settings.relay_listen:
                 listener = Listener(settings.database_url)
+            if relay.holding_back():
+                time.sleep(HOLD_BACK_PAUSE)  # a rate limit: let the next batch grow
+                continue
             published = relay.drain_once()
             if time.monotonic() >= next_sweep:
                 swept = relay.sweep_once()

@@ -6,6 +6,7 @@ so they are explicit and never derived from module paths.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.outbox import EFFECTS, Effect, EventKind
@@ -33,6 +34,12 @@ def effects_for(kind: str) -> tuple[Effect, ...]:
     return EFFECTS[EventKind(kind)]
 
 
-def task_id(event_id: int, effect: Effect) -> str:
-    """Deterministic: the same event and effect always publish under the same id."""
-    return f"{event_id}:{effect.value}"
+def task_id(event_ids: Sequence[int], effect: Effect) -> str:
+    """Deterministic: the same batch and effect always publish under the same id.
+
+    ``42:audit`` for one event; ``42..97:audit`` for a batch (the first and
+    last of its ids), which is what ops read in Flower.
+    """
+    first, last = min(event_ids), max(event_ids)
+    events = str(first) if first == last else f"{first}..{last}"
+    return f"{events}:{effect.value}"

@@ -37,6 +37,10 @@ class WorkerSettings:
     relay_poll_seconds: float = 1.0
     # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds (see BENCHMARKS.md).
     relay_listen: bool = True
+    # Events per side-effect task, and how many tasks may wait in the broker
+    # before the relay lets the next batch grow (workers/relay.py).
+    effect_batch_size: int = 100
+    relay_max_waiting: int = 6
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -61,6 +65,12 @@ class WorkerSettings:
                 env.get("SIMPLEAMS_RELAY_POLL_SECONDS", defaults.relay_poll_seconds)
             ),
             relay_listen=env.get("SIMPLEAMS_RELAY_LISTEN", "1").lower() not in ("0", "false", "no"),
+            effect_batch_size=max(
+                1, int(env.get("SIMPLEAMS_EFFECT_BATCH_SIZE", defaults.effect_batch_size))
+            ),
+            relay_max_waiting=max(
+                0, int(env.get("SIMPLEAMS_RELAY_MAX_WAITING", defaults.relay_max_waiting))
+            ),
         )
 
     def staff_url(self, slug: str, user_id: object) -> str:

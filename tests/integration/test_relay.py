@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,17 +36,20 @@ class FakePublisher:
 
     fail_on: int | None = None
     calls: list[tuple[int, str]] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
     attempts: int = 0
     queued: int = 0
 
     def waiting(self) -> int:
         return self.queued
 
-    def publish(self, event_id: int, kind: str) -> None:
-        self.attempts += 1
-        if self.attempts == self.fail_on:
-            raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
-        self.calls.append((event_id, kind))
+    def publish(self, events: Sequence[tuple[int, str]]) -> None:
+        self.batches.append(len(events))
+        for event_id, kind in events:  # one send per event, as one per task
+            self.attempts += 1
+            if self.attempts == self.fail_on:
+                raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+            self.calls.append((event_id, kind))
 
 
 @dataclass
@@ -56,11 +59,11 @@ class BlockingPublisher(FakePublisher):
     started: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
-    def publish(self, event_id: int, kind: str) -> None:
+    def publish(self, events: Sequence[tuple[int, str]]) -> None:
         self.started.set()
         if not self.release.wait(timeout=30):
             raise AssertionError("the blocked relay was never released")
-        super().publish(event_id, kind)
+        super().publish(events)
 
 
 @pytest.fixture
@@ -116,6 +119,7 @@ async def test_each_event_is_published_once_in_id_order_and_marked_published(
     assert relay.drain_once() == 4
 
     assert publisher.calls == [(e.id, e.kind) for e in outbox]
+    assert publisher.batches == [4]  # one publish for the claimed batch
     after = events(db)
     assert all(e.published_at is not None for e in after)
     assert [e.publish_count for e in after] == [1, 1, 1, 1]
@@ -270,6 +274,49 @@ async def test_the_sweep_waits_while_tasks_are_still_queued(
     assert [kind for _, kind in publisher.calls] == ["user.created", "user.created"]
 
 
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_relay_holds_new_events_back_while_the_workers_have_queued_work(
+    client: httpx2.AsyncClient, db: Engine, engines: Callable[..., Engine]
+) -> None:
+    """Backpressure makes batches: while tasks wait in the broker the outbox
+    collects events, so the next claim takes many; never for longer than
+    max_hold_seconds after the last publish."""
+    clock = FakeClock()
+    publisher = FakePublisher()
+    relay = Relay(engines(), publisher, max_waiting=6, max_hold_seconds=1.0, clock=clock)
+    publisher.queued = 50
+    assert not relay.holding_back()  # nothing published yet: nothing to wait for
+
+    await create_users(client, 1)
+    assert relay.drain_once() == 1
+    publisher.queued = 5
+    assert not relay.holding_back()  # the workers are running low: publish
+    publisher.queued = 6
+    assert relay.holding_back()
+    await create_users(client, 3, prefix="later")
+    clock.now += 0.9
+    assert relay.holding_back()
+    clock.now += 0.1
+    assert not relay.holding_back()  # held for max_hold_seconds: publish anyway
+    assert relay.drain_once() == 3
+    assert publisher.batches == [1, 3]
+    assert relay.holding_back()  # the clock restarts with each publish
+
+
+def test_a_relay_without_max_waiting_never_holds_back(engines: Callable[..., Engine]) -> None:
+    publisher = FakePublisher(queued=10_000)
+    relay = Relay(engines(), publisher, clock=FakeClock())
+    assert relay.max_waiting == 0
+    assert not relay.holding_back()
+
+
 def timed_wait(listener: Listener, timeout: float, ready: threading.Event) -> float:
     ready.set()
     start = time.monotonic()
@@ -350,8 +397,8 @@ def test_the_celery_publisher_counts_tasks_no_worker_has_taken() -> None:
         )
         publisher = CeleryPublisher(app)
         assert publisher.waiting() == 0
-        publisher.publish(1, EventKind.user_created.value)
-        publisher.publish(2, EventKind.user_deactivated.value)
+        publisher.publish([(1, EventKind.user_created.value)])
+        publisher.publish([(2, EventKind.user_deactivated.value)])
         expected = len(EFFECTS[EventKind.user_created]) + len(EFFECTS[EventKind.user_deactivated])
         assert publisher.waiting() == expected
     finally:

@@ -1,5 +1,5 @@
-"""CeleryPublisher: one task per routed side effect, by stable name and
-deterministic id, retried through broker hiccups (STYLE.md §2.5, §3).
+"""CeleryPublisher: per routed side effect, one task per batch of events, by
+stable name and deterministic id, retried through broker hiccups (STYLE.md §2.5, §3).
 
 No sockets: kombu's Redis transport talks to a fakeredis server. kombu builds
 its redis-py connection pools from ``Channel.connection_class``; pointing that
@@ -130,7 +130,7 @@ class FakeSleep:
 def test_a_created_user_fans_out_to_audit_lock_and_notify_by_stable_name(
     app: Celery, broker: fakeredis.FakeServer
 ) -> None:
-    CeleryPublisher(app).publish(7, "user.created")
+    CeleryPublisher(app).publish([(7, "user.created")])
 
     # Literal names: task names are a contract with running workers (STYLE.md §3).
     assert by_queue(broker) == {
@@ -142,13 +142,13 @@ def test_a_created_user_fans_out_to_audit_lock_and_notify_by_stable_name(
         (message,) = messages(broker, queue)
         assert message.queue == queue
         assert message.args == []
-        assert message.kwargs == {"event_id": 7}
+        assert message.kwargs == {"event_ids": [7]}
         assert message.content_type == "application/json"
         assert message.correlation_id == message.id
 
 
 def test_an_update_has_no_checkout_lock_task(app: Celery, broker: fakeredis.FakeServer) -> None:
-    CeleryPublisher(app).publish(8, "user.updated")
+    CeleryPublisher(app).publish([(8, "user.updated")])
 
     assert by_queue(broker) == {
         "audit": [("simpleams.audit.record", "8:audit")],
@@ -161,22 +161,52 @@ def test_an_update_has_no_checkout_lock_task(app: Celery, broker: fakeredis.Fake
 def test_every_kind_publishes_exactly_its_routed_effects(
     app: Celery, broker: fakeredis.FakeServer, kind: EventKind
 ) -> None:
-    CeleryPublisher(app).publish(41, kind.value)
+    CeleryPublisher(app).publish([(41, kind.value)])
 
     expected: dict[str, list[tuple[str, str]]] = {queue: [] for queue in QUEUES}
     for effect in EFFECTS[kind]:
         route = ROUTES[effect]
         expected[route.queue].append((route.task_name, f"41:{effect.value}"))
     assert by_queue(broker) == expected
-    assert all(m.kwargs == {"event_id": 41} for q in QUEUES for m in messages(broker, q))
+    assert all(m.kwargs == {"event_ids": [41]} for q in QUEUES for m in messages(broker, q))
+
+
+def test_a_batch_of_events_is_one_task_per_effect_and_batch_size(
+    app: Celery, broker: fakeredis.FakeServer
+) -> None:
+    """Five events, batches of two: each effect's events in id order, split in
+    twos; an effect only carries the events routed to it."""
+    events = [
+        (13, "user.created"),
+        (11, "user.updated"),
+        (12, "user.created"),
+        (14, "user.updated"),
+        (15, "user.deactivated"),
+    ]
+    CeleryPublisher(app, batch_size=2).publish(events)
+
+    audit = messages(broker, "audit")
+    assert [(m.id, m.kwargs) for m in audit] == [
+        ("11..12:audit", {"event_ids": [11, 12]}),
+        ("13..14:audit", {"event_ids": [13, 14]}),
+        ("15:audit", {"event_ids": [15]}),
+    ]
+    lock = messages(broker, "checkout")
+    assert [(m.id, m.kwargs) for m in lock] == [
+        ("12..13:checkout_lock", {"event_ids": [12, 13]}),
+        ("15:checkout_lock", {"event_ids": [15]}),
+    ]
+    notify = messages(broker, "notify")
+    assert [m.kwargs["event_ids"] for m in notify] == [[11, 12], [13, 14], [15]]
+    assert {m.task for m in audit} == {"simpleams.audit.record"}
 
 
 def test_publishing_an_event_again_reuses_its_task_ids(
     app: Celery, broker: fakeredis.FakeServer
 ) -> None:
     publisher = CeleryPublisher(app)
-    publisher.publish(12, "user.deactivated")
-    publisher.publish(12, "user.deactivated")
+    publisher.publish([(12, "user.deactivated")])
+    publisher.publish([(12, "user.deactivated")])
 
     for effect in (Effect.audit, Effect.checkout_lock, Effect.notify):
         sent = messages(broker, ROUTES[effect].queue)
@@ -189,7 +219,7 @@ def test_a_broker_outage_is_retried_until_redis_answers_again(
     broker.connected = False
     sleep = FakeSleep(server=broker, recover_after=2)
 
-    CeleryPublisher.publish.retry_with(sleep=sleep)(CeleryPublisher(app), 5, "user.created")
+    CeleryPublisher.publish.retry_with(sleep=sleep)(CeleryPublisher(app), [(5, "user.created")])
 
     assert len(sleep.waits) == 2
     assert by_queue(broker) == {
@@ -217,7 +247,7 @@ def test_a_connection_error_mid_event_republishes_under_the_same_ids(
     monkeypatch.setattr(app, "send_task", flaky_send_task)
     sleep = FakeSleep()
 
-    CeleryPublisher.publish.retry_with(sleep=sleep)(CeleryPublisher(app), 9, "user.created")
+    CeleryPublisher.publish.retry_with(sleep=sleep)(CeleryPublisher(app), [(9, "user.created")])
 
     assert len(sleep.waits) == 1
     assert by_queue(broker) == {
@@ -255,7 +285,7 @@ def test_a_lasting_outage_reraises_the_broker_error_once_the_policy_gives_up(
 
     with pytest.raises(KombuOperationalError):
         CeleryPublisher.publish.retry_with(sleep=clock.sleep)(
-            CeleryPublisher(app), 3, "user.created"
+            CeleryPublisher(app), [(3, "user.created")]
         )
 
     assert len(clock.waits) >= 3
@@ -272,7 +302,9 @@ def test_errors_that_are_not_the_brokers_are_not_retried(
     sleep = FakeSleep()
 
     with pytest.raises(ValueError, match=r"user\.exploded"):
-        CeleryPublisher.publish.retry_with(sleep=sleep)(CeleryPublisher(app), 1, "user.exploded")
+        CeleryPublisher.publish.retry_with(sleep=sleep)(
+            CeleryPublisher(app), [(1, "user.exploded")]
+        )
 
     assert sleep.waits == []
     assert by_queue(broker) == {queue: [] for queue in QUEUES}

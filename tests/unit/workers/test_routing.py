@@ -33,4 +33,5 @@ def test_task_names_are_registered_and_stable() -> None:
 
 
 def test_task_ids_are_deterministic() -> None:
-    assert task_id(42, Effect.audit) == "42:audit"
+    assert task_id([42], Effect.audit) == "42:audit"
+    assert task_id([42, 43, 97], Effect.notify) == "42..97:notify"
