@@ -27,7 +27,7 @@ from gateway.auth import ScimAuthMiddleware
 from gateway.credentials import CredentialCache, keep_listening
 from gateway.db import create_engine
 from gateway.fairness import TenantShares
-from gateway.scim import bulk, discovery, errors, users
+from gateway.scim import bulk, discovery, errors, groups, root_search, users
 from gateway.scim.openapi import openapi
 from gateway.settings import Settings
 from gateway.throttle import FailedAuthThrottle
@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
     shares = TenantShares(settings.scim_requests_in_progress)
     credentials = CredentialCache()
-    scim_routes = users.routes + bulk.routes + discovery.routes
+    scim_routes = users.routes + groups.routes + root_search.routes + bulk.routes + discovery.routes
     app = Starlette(
         routes=[
             Route("/healthz", healthz),

@@ -4,6 +4,7 @@ from models.admins import Admin, AdminSession
 from models.audit import AuditEntry
 from models.base import Base
 from models.checkouts import Asset, Checkout
+from models.groups import Group, GroupMember
 from models.notifications import DigestItem, Notification, NotificationKind
 from models.outbox import (
     Effect,
@@ -27,6 +28,8 @@ __all__ = [
     "DigestItem",
     "Effect",
     "EventKind",
+    "Group",
+    "GroupMember",
     "LiveUserCount",
     "Notification",
     "NotificationKind",

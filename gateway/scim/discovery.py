@@ -1,7 +1,7 @@
 """Discovery (RFC 7644 §4): what we advertise is exactly what works.
 
-Bulk is not supported yet, password changes never are (SimpleAMS users sign
-in through SSO), so both are advertised as unsupported.
+Two resource types, User and Group. Password changes are never supported
+(SimpleAMS users sign in through SSO), so they are advertised as unsupported.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from scim2_models import Context, ResourceType, ServiceProviderConfig
+from scim2_models import Context, Group, ResourceType, ServiceProviderConfig
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.scim import errors
 from gateway.scim.bulk import MAX_OPERATIONS
+from gateway.scim.group_requests import GROUP_URN
 from gateway.scim.http import base_url, scim_json
 from gateway.scim.render import list_response
 from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
@@ -68,7 +69,7 @@ def _service_provider_config(max_payload_size: int) -> dict[str, Any]:
 @cache
 def _schemas() -> dict[str, dict[str, Any]]:
     schemas = {}
-    for model in (ScimUser, EnterpriseUser):
+    for model in (ScimUser, EnterpriseUser, Group):
         schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         schemas[schema["id"]] = schema
     return schemas
@@ -88,6 +89,22 @@ def _user_resource_type() -> dict[str, Any]:
     return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
 
+def _group_resource_type() -> dict[str, Any]:
+    resource_type = ResourceType.model_validate(
+        {
+            "id": "Group",
+            "name": "Group",
+            "description": "An identity provider group (Okta Push Groups, Entra groups)",
+            "endpoint": "/Groups",
+            "schema": GROUP_URN,
+        }
+    )
+    return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+
+
+RESOURCE_TYPES = {"User": _user_resource_type, "Group": _group_resource_type}
+
+
 def _with_meta(resource: dict[str, Any], resource_type: str, location: str) -> dict[str, Any]:
     return {**resource, "meta": {"resourceType": resource_type, "location": location}}
 
@@ -99,21 +116,20 @@ async def service_provider_config(request: Request) -> Response:
 
 
 async def resource_types(request: Request) -> Response:
-    resources = [_resource_type(request)]
+    resources = [_resource_type(request, name) for name in RESOURCE_TYPES]
     return scim_json(list_response(resources, len(resources), 1))
 
 
 async def resource_type(request: Request) -> Response:
-    if request.path_params["name"] != "User":
-        raise errors.NotFound(
-            f"No resource type {request.path_params['name']!r}; this service serves 'User'."
-        )
-    return scim_json(_resource_type(request))
+    name = request.path_params["name"]
+    if name not in RESOURCE_TYPES:
+        raise errors.NotFound(f"No resource type {name!r}; this service serves 'User' and 'Group'.")
+    return scim_json(_resource_type(request, name))
 
 
-def _resource_type(request: Request) -> dict[str, Any]:
+def _resource_type(request: Request, name: str) -> dict[str, Any]:
     return _with_meta(
-        _user_resource_type(), "ResourceType", f"{base_url(request)}/ResourceTypes/User"
+        RESOURCE_TYPES[name](), "ResourceType", f"{base_url(request)}/ResourceTypes/{name}"
     )
 
 

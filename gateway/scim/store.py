@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
+from models.groups import GroupMember
 from models.outbox import EventKind, event_insert, event_parameters
 from models.users import LiveUserCount, User
 
@@ -429,11 +431,17 @@ async def replace(
     return await _write(conn, _REPLACE_USER, parameters)
 
 
+_LEAVE_GROUPS = delete(GroupMember).where(GroupMember.user_id == bindparam("row_id"))
+
+
 async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) -> None:
     """A DELETE from the IdP: deactivate and hide from SCIM; never remove the row."""
     changes = {"active": [current.active, False]} if current.active else {}
     event = _event(actor, current.id, EventKind.user_deleted, changes, None)
     await conn.execute(_MARK_DELETED, {"row_id": current.id, **event})
+    # The IdP can no longer see this user, so no group may list them; a
+    # re-hire (a new SCIM id) is added back to groups by the IdP.
+    await conn.execute(_LEAVE_GROUPS, {"row_id": current.id})
 
 
 async def _write(

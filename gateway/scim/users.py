@@ -87,7 +87,11 @@ async def list_users(request: Request) -> Response:
 
 async def search_users(request: Request) -> Response:
     """POST /Users/.search (RFC 7644 §3.4.3)."""
-    body = await read_json(request)
+    return await search_users_with(request, await read_json(request))
+
+
+async def search_users_with(request: Request, body: Any) -> Response:
+    """A search request already read (POST /.search hands some on)."""
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
     filter_text = body.get("filter")
@@ -267,8 +271,6 @@ routes = [
     Route("/Users", list_users, methods=["GET"]),
     Route("/Users", create_user, methods=["POST"]),
     Route("/Users/.search", search_users, methods=["POST"]),
-    # RFC 7644 §3.4.3: a search at the root covers every resource type; Users is the only one.
-    Route("/.search", search_users, methods=["POST"]),
     Route("/Users/{user_id}", get_user, methods=["GET"]),
     Route("/Users/{user_id}", replace_user, methods=["PUT"]),
     Route("/Users/{user_id}", patch_user, methods=["PATCH"]),

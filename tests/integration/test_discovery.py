@@ -25,17 +25,26 @@ async def test_service_provider_config_tells_the_truth(client: httpx2.AsyncClien
     assert config["meta"]["resourceType"] == "ServiceProviderConfig"
 
 
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
 async def test_resource_types_and_schemas(client: httpx2.AsyncClient) -> None:
     types = (await client.get("/ResourceTypes")).json()
-    assert types["totalResults"] == 1
-    [user] = types["Resources"]
+    assert types["totalResults"] == 2
+    assert [t["id"] for t in types["Resources"]] == ["User", "Group"]
+    user = types["Resources"][0]
     assert (user["id"], user["endpoint"], user["schema"]) == ("User", "/Users", CORE)
     assert user["schemaExtensions"] == [{"schema": ENTERPRISE, "required": False}]
     assert (await client.get("/ResourceTypes/User")).json()["id"] == "User"
-    assert (await client.get("/ResourceTypes/Group")).status_code == 404
+    group = (await client.get("/ResourceTypes/Group")).json()
+    assert group["endpoint"] == "/Groups"
+    assert group["schema"] == GROUP
+    assert (await client.get("/ResourceTypes/Role")).status_code == 404
 
     schemas = (await client.get("/Schemas")).json()
-    assert {s["id"] for s in schemas["Resources"]} == {CORE, ENTERPRISE}
+    assert {s["id"] for s in schemas["Resources"]} == {CORE, ENTERPRISE, GROUP}
+    group_schema = (await client.get(f"/Schemas/{GROUP}")).json()
+    assert {a["name"] for a in group_schema["attributes"]} >= {"displayName", "members"}
     enterprise = (await client.get(f"/Schemas/{ENTERPRISE}")).json()
     manager = next(a for a in enterprise["attributes"] if a["name"] == "manager")
     ref = next(s for s in manager["subAttributes"] if s["name"] == "$ref")

@@ -679,7 +679,11 @@ async def test_a_transient_email_failure_is_retried_until_the_server_accepts(
         pipeline.smtp.stop()
     ok(database_url, "tenant", "set", "acme", "--notify-email", ADMINS)
     worker = pipeline.start("worker")
-    pipeline.start("relay")
+    # As in production (600 s against retry_backoff_max 300 s), the sweep
+    # waits longer than any retry countdown: the pipeline's 3 s is shorter
+    # than the jittered 4-8 s countdowns here, and a sweep re-publishing the
+    # retrying task ran a second copy that sent the alert twice (1 run in 3).
+    pipeline.start("relay", SIMPLEAMS_SWEEP_AFTER_SECONDS="60")
 
     await leaver_with_an_asset(database_url, client, "lee@acme.test", "LAPTOP-7")
     leaver_event = event_id(db, "lee@acme.test", "user.deactivated")

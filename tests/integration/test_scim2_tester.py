@@ -36,5 +36,6 @@ def test_scim2_tester_reports_no_errors(
         for result in results
         if result.status in (Status.ERROR, Status.CRITICAL, Status.DEVIATION)
     ]
+    print("\n".join(failures))
     assert failures == []
     assert summary["SUCCESS"] >= 100

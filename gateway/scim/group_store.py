@@ -1,0 +1,221 @@
+"""Groups in PostgreSQL: every statement a /Groups request runs, scoped to its tenant.
+
+Membership changes are set operations on ``group_members`` keyed by the
+changed users only (``INSERT … ON CONFLICT DO NOTHING``, ``DELETE … = ANY``),
+so their cost follows the number of changes, not the size of the group.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.scim import errors
+from models.groups import Group, GroupMember
+from models.users import User
+
+GroupRow = Any  # a Row of the groups table
+
+
+def parse_group_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def get(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    group_id: uuid.UUID | None,
+    for_update: bool = False,
+) -> GroupRow:
+    if group_id is None:
+        raise errors.NotFound("No group with this id in this workspace.")
+    query = select(Group).where(Group.tenant_id == tenant_id, Group.id == group_id)
+    if for_update:
+        # Serialises writes to one group (their version numbers stay in order).
+        query = query.with_for_update(key_share=True)
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        raise errors.NotFound(f"No group with id {group_id} in this workspace.")
+    return row
+
+
+async def resolve_users(
+    conn: AsyncConnection, tenant_id: uuid.UUID, scim_ids: Iterable[str]
+) -> dict[str, uuid.UUID]:
+    """Map SCIM user ids to staff row ids; only the tenant's live users are found."""
+    wanted: dict[uuid.UUID, str] = {}
+    for value in scim_ids:
+        try:
+            wanted[uuid.UUID(value)] = value
+        except ValueError:
+            continue  # not an id we ever issued: not found
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(User.scim_id, User.id).where(
+            User.tenant_id == tenant_id,
+            User.scim_id.in_(list(wanted)),
+            User.deleted_at.is_(None),
+        )
+    )
+    return {wanted[row.scim_id]: row.id for row in rows}
+
+
+async def create(
+    conn: AsyncConnection, tenant_id: uuid.UUID, display_name: str, external_id: str | None
+) -> GroupRow:
+    return await _write(
+        conn,
+        pg_insert(Group)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            display_name=display_name,
+            external_id=external_id,
+        )
+        .returning(*Group.__table__.c),
+    )
+
+
+async def update_group(
+    conn: AsyncConnection, group_id: uuid.UUID, values: dict[str, Any]
+) -> GroupRow:
+    """Set ``values`` (display_name, external_id) and bump the version."""
+    return await _write(
+        conn,
+        update(Group)
+        .where(Group.id == group_id)
+        .values(**values, version=Group.version + 1, updated_at=func.now())
+        .returning(*Group.__table__.c),
+    )
+
+
+async def add_members(
+    conn: AsyncConnection, group_id: uuid.UUID, members: dict[uuid.UUID, str | None]
+) -> int:
+    """Add users (staff row id -> the IdP's display); members already there stay as they are."""
+    if not members:
+        return 0
+    result = await conn.execute(
+        pg_insert(GroupMember)
+        .values(
+            [
+                {"group_id": group_id, "user_id": user_id, "display": members[user_id]}
+                for user_id in sorted(members)
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(GroupMember.user_id)
+    )
+    return len(result.all())
+
+
+async def remove_members(
+    conn: AsyncConnection, group_id: uuid.UUID, user_ids: Collection[uuid.UUID]
+) -> int:
+    if not user_ids:
+        return 0
+    result = await conn.execute(
+        delete(GroupMember)
+        .where(GroupMember.group_id == group_id, GroupMember.user_id.in_(list(user_ids)))
+        .returning(GroupMember.user_id)
+    )
+    return len(result.all())
+
+
+async def remove_all_members(conn: AsyncConnection, group_id: uuid.UUID) -> None:
+    await conn.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+
+
+async def delete_group(conn: AsyncConnection, group_id: uuid.UUID) -> None:
+    await conn.execute(delete(Group).where(Group.id == group_id))
+
+
+async def members_of(
+    conn: AsyncConnection, group_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[Any]]:
+    """Each group's live members (scim_id, display), in the order they joined."""
+    found: dict[uuid.UUID, list[Any]] = {group_id: [] for group_id in group_ids}
+    if not group_ids:
+        return found
+    rows = await conn.execute(
+        select(
+            GroupMember.group_id,
+            User.scim_id,
+            func.coalesce(GroupMember.display, User.display_name, User.user_name).label("display"),
+        )
+        .join(User, User.id == GroupMember.user_id)
+        .where(GroupMember.group_id.in_(list(group_ids)), User.deleted_at.is_(None))
+        .order_by(GroupMember.group_id, GroupMember.added_at, User.scim_id)
+    )
+    for row in rows:
+        found[row.group_id].append(row)
+    return found
+
+
+async def groups_of_users(
+    conn: AsyncConnection, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[Any]]:
+    """Each user's groups (id, display_name): the users' read-only ``groups`` attribute."""
+    found: dict[uuid.UUID, list[Any]] = {user_id: [] for user_id in user_ids}
+    if not user_ids:
+        return found
+    rows = await conn.execute(
+        select(GroupMember.user_id, Group.id, Group.display_name)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(GroupMember.user_id.in_(list(user_ids)))
+        .order_by(GroupMember.user_id, func.lower(Group.display_name))
+    )
+    for row in rows:
+        found[row.user_id].append(row)
+    return found
+
+
+async def search(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    condition: ColumnElement[bool] | None,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[GroupRow]]:
+    """One page in creation order, and the number of matches (groups are
+    counted, not users: a tenant has tens or hundreds of them)."""
+    where = [Group.tenant_id == tenant_id]
+    if condition is not None:
+        where.append(condition)
+    total = await conn.scalar(select(func.count()).select_from(Group).where(*where))
+    rows: list[GroupRow] = []
+    if limit > 0:
+        rows = list(
+            await conn.execute(
+                select(Group)
+                .where(*where)
+                .order_by(Group.created_at, Group.id)
+                .offset(offset)
+                .limit(limit)
+            )
+        )
+    return int(total or 0), rows
+
+
+async def _write(conn: AsyncConnection, statement: Any) -> GroupRow:
+    try:
+        return (await conn.execute(statement)).one()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        if "display_name" in constraint:
+            raise errors.Uniqueness(
+                "Another group in this workspace already has this displayName (group names "
+                "are unique, case-insensitively). Look it up with "
+                'filter=displayName eq "…" and update it instead.'
+            ) from None
+        raise

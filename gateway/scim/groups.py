@@ -1,0 +1,275 @@
+"""/Groups endpoints (RFC 7644 §3, RFC 7643 §4.2): orchestrate only.
+
+auth (middleware) -> group_requests (validate) -> one transaction in
+group_store -> render. Membership PATCHes answer 204 without the member list
+(RFC 7644 §3.5.2 allows it; Okta and Entra expect it), so their cost is the
+number of changes, not the size of the group; ask for the group back with
+``?attributes=…`` or ``?excludedAttributes=…``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.db import reading, writing
+from gateway.scim import errors, group_store
+from gateway.scim.group_filters import compile_group_filter
+from gateway.scim.group_requests import GROUP_URN, Members, parse_group, parse_group_patch
+from gateway.scim.http import (
+    base_url,
+    check_if_match,
+    engine,
+    int_param,
+    principal,
+    read_json,
+    scim_json,
+)
+from gateway.scim.render import etag, list_response
+
+MAX_RESULTS = 1000
+DEFAULT_COUNT = 100
+MAX_START_INDEX = 2**31 - 1
+ALWAYS_RETURNED = frozenset({"id", "schemas"})
+
+
+class Projection:
+    """RFC 7644 §3.9 ``attributes`` / ``excludedAttributes`` on groups."""
+
+    def __init__(self, attributes: Any, excluded: Any) -> None:
+        self.given = bool(attributes or excluded)
+        self.attributes = _names(attributes, "attributes")
+        self.excluded = _names(excluded, "excludedAttributes") or set()
+
+    @property
+    def wants_members(self) -> bool:
+        if "members" in self.excluded:
+            return False
+        return self.attributes is None or "members" in self.attributes
+
+    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
+        if self.attributes is not None:
+            keep = self.attributes | ALWAYS_RETURNED
+            resource = {key: value for key, value in resource.items() if key.lower() in keep}
+        return {
+            key: value
+            for key, value in resource.items()
+            if key.lower() not in self.excluded or key.lower() in ALWAYS_RETURNED
+        }
+
+
+def _names(raw: Any, parameter: str) -> set[str] | None:
+    if raw is None or raw == "" or raw == []:
+        return None
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    names = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise errors.InvalidValue(f"'{parameter}' must list attribute names.")
+        name = item.strip()
+        if name.lower().startswith(GROUP_URN.lower() + ":"):
+            name = name[len(GROUP_URN) + 1 :]
+        names.add(name.split(".")[0].lower())
+    return names
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_group(row: Any, members: list[Any] | None, url: str) -> dict[str, Any]:
+    resource: dict[str, Any] = {"schemas": [GROUP_URN], "id": str(row.id)}
+    if row.external_id is not None:
+        resource["externalId"] = row.external_id
+    resource["displayName"] = row.display_name
+    if members is not None:
+        resource["members"] = [
+            {
+                "value": str(member.scim_id),
+                "display": member.display,
+                "type": "User",
+                "$ref": f"{url}/Users/{member.scim_id}",
+            }
+            for member in members
+        ]
+    resource["meta"] = {
+        "resourceType": "Group",
+        "created": _timestamp(row.created_at),
+        "lastModified": _timestamp(row.updated_at),
+        "location": f"{url}/Groups/{row.id}",
+        "version": etag(row.version),
+    }
+    return resource
+
+
+async def _single(
+    conn: AsyncConnection, row: Any, request: Request, projection: Projection, status: int = 200
+) -> Response:
+    members = (
+        (await group_store.members_of(conn, [row.id]))[row.id] if projection.wants_members else None
+    )
+    resource = render_group(row, members, base_url(request))
+    headers = {"ETag": etag(row.version)}
+    if status == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return scim_json(projection.apply(resource), status, headers)
+
+
+def _projection_of(request: Request) -> Projection:
+    params = request.query_params
+    return Projection(params.get("attributes"), params.get("excludedAttributes"))
+
+
+async def list_groups(request: Request) -> Response:
+    params = request.query_params
+    return await _query(
+        request,
+        params.get("filter"),
+        params.get("startIndex"),
+        params.get("count"),
+        Projection(params.get("attributes"), params.get("excludedAttributes")),
+    )
+
+
+async def search_groups(request: Request) -> Response:
+    """POST /Groups/.search (RFC 7644 §3.4.3)."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
+    filter_text = body.get("filter")
+    if filter_text is not None and not isinstance(filter_text, str):
+        raise errors.InvalidFilter("'filter' must be a string.")
+    projection = Projection(body.get("attributes"), body.get("excludedAttributes"))
+    return await _query(request, filter_text, body.get("startIndex"), body.get("count"), projection)
+
+
+async def _query(
+    request: Request, filter_text: str | None, start_index: Any, count: Any, projection: Projection
+) -> Response:
+    first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
+    limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
+    condition: ColumnElement[bool] | None = (
+        compile_group_filter(filter_text) if filter_text else None
+    )
+    url = base_url(request)
+    async with reading(engine(request)) as conn:
+        total, rows = await group_store.search(
+            conn, principal(request).tenant_id, condition, first - 1, limit
+        )
+        members = (
+            await group_store.members_of(conn, [row.id for row in rows])
+            if projection.wants_members
+            else {}
+        )
+    resources = [
+        projection.apply(render_group(row, members.get(row.id) if members else None, url))
+        for row in rows
+    ]
+    return scim_json(list_response(resources, total, first))
+
+
+async def _resolve_new_members(
+    conn: AsyncConnection, tenant_id: uuid.UUID, members: Members
+) -> dict[uuid.UUID, str | None]:
+    """Staff row id -> display of each new member; 400 if any is not a live user here."""
+    found = await group_store.resolve_users(conn, tenant_id, members)
+    missing = [value for value in members if value not in found]
+    if missing:
+        shown = ", ".join(repr(value) for value in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise errors.InvalidValue(
+            f"No user with id {shown}{more} in this workspace: members must be users "
+            "provisioned to this workspace (and not deleted). Nothing was changed."
+        )
+    return {found[value]: display for value, display in members.items()}
+
+
+async def create_group(request: Request) -> Response:
+    projection = _projection_of(request)
+    data = parse_group(await read_json(request))
+    tenant_id = principal(request).tenant_id
+    async with writing(engine(request)) as conn:
+        members = await _resolve_new_members(conn, tenant_id, data.members)
+        row = await group_store.create(conn, tenant_id, data.display_name, data.external_id)
+        await group_store.add_members(conn, row.id, members)
+        return await _single(conn, row, request, projection, status=201)
+
+
+async def get_group(request: Request) -> Response:
+    projection = _projection_of(request)
+    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    async with reading(engine(request)) as conn:
+        row = await group_store.get(conn, principal(request).tenant_id, group_id)
+        return await _single(conn, row, request, projection)
+
+
+async def replace_group(request: Request) -> Response:
+    projection = _projection_of(request)
+    data = parse_group(await read_json(request))
+    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    tenant_id = principal(request).tenant_id
+    async with writing(engine(request)) as conn:
+        current = await group_store.get(conn, tenant_id, group_id, for_update=True)
+        check_if_match(request, current.version)
+        members = await _resolve_new_members(conn, tenant_id, data.members)
+        row = await group_store.update_group(
+            conn, current.id, {"display_name": data.display_name, "external_id": data.external_id}
+        )
+        await group_store.remove_all_members(conn, row.id)
+        await group_store.add_members(conn, row.id, members)
+        return await _single(conn, row, request, projection)
+
+
+async def patch_group(request: Request) -> Response:
+    projection = _projection_of(request)
+    changes = parse_group_patch(await read_json(request))
+    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    tenant_id = principal(request).tenant_id
+    async with writing(engine(request)) as conn:
+        current = await group_store.get(conn, tenant_id, group_id, for_update=True)
+        check_if_match(request, current.version)
+        row = await group_store.update_group(conn, current.id, changes.values)
+        if changes.replaced_members is not None:
+            final = changes.final_members()
+            members = await _resolve_new_members(conn, tenant_id, final)
+            await group_store.remove_all_members(conn, row.id)
+            await group_store.add_members(conn, row.id, members)
+        else:
+            added = await _resolve_new_members(conn, tenant_id, changes.added())
+            # Removing someone who is not a member (or not a user) changes nothing:
+            # an IdP retrying a remove must not get an error.
+            removed = await group_store.resolve_users(conn, tenant_id, changes.removed())
+            await group_store.add_members(conn, row.id, added)
+            await group_store.remove_members(conn, row.id, set(removed.values()))
+        if not projection.given:
+            return Response(status_code=204, headers={"ETag": etag(row.version)})
+        return await _single(conn, row, request, projection)
+
+
+async def delete_group(request: Request) -> Response:
+    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    async with writing(engine(request)) as conn:
+        current = await group_store.get(
+            conn, principal(request).tenant_id, group_id, for_update=True
+        )
+        check_if_match(request, current.version)
+        await group_store.delete_group(conn, current.id)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/Groups", list_groups, methods=["GET"]),
+    Route("/Groups", create_group, methods=["POST"]),
+    Route("/Groups/.search", search_groups, methods=["POST"]),
+    Route("/Groups/{group_id}", get_group, methods=["GET"]),
+    Route("/Groups/{group_id}", replace_group, methods=["PUT"]),
+    Route("/Groups/{group_id}", patch_group, methods=["PATCH"]),
+    Route("/Groups/{group_id}", delete_group, methods=["DELETE"]),
+]
