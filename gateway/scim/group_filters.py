@@ -29,6 +29,7 @@ from scim2_models.path import (
 from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, select, true
 
 from gateway.scim import errors
+from gateway.scim.filters import _like_escape
 from models.groups import Group, GroupMember
 from models.users import User
 
@@ -160,7 +161,7 @@ def _text(left: Any, op: CompareOperator, value: Any, *, lower: bool) -> ColumnE
         raise errors.InvalidFilter("Group names and external ids are strings; quote the value.")
     text = value.lower() if lower else value
     if op in (CompareOperator.co, CompareOperator.sw, CompareOperator.ew):
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = _like_escape(text)
         pattern = {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op.value]
         matched: ColumnElement[bool] = left.like(literal(pattern), escape="\\")
         return matched

@@ -10,7 +10,6 @@ number of changes, not the size of the group; ask for the group back with
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -32,7 +31,7 @@ from gateway.scim.http import (
     read_json,
     scim_json,
 )
-from gateway.scim.render import etag, list_response
+from gateway.scim.render import _timestamp, etag, list_response
 
 MAX_RESULTS = 1000
 DEFAULT_COUNT = 100
@@ -78,10 +77,6 @@ def _names(raw: Any, parameter: str) -> set[str] | None:
             name = name[len(GROUP_URN) + 1 :]
         names.add(name.split(".")[0].lower())
     return names
-
-
-def _timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def render_group(row: Any, members: list[Any] | None, url: str) -> dict[str, Any]:
@@ -134,7 +129,7 @@ async def list_groups(request: Request) -> Response:
         params.get("filter"),
         params.get("startIndex"),
         params.get("count"),
-        Projection(params.get("attributes"), params.get("excludedAttributes")),
+        _projection_of(request),
     )
 
 
