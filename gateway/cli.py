@@ -38,10 +38,11 @@ from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from gateway import operations, tenancy
+from gateway import operations, role_mappings, tenancy
 from gateway.admin import accounts
 from gateway.settings import Settings
 from models.tenants import Plan, Tenant
+from models.users import Role
 
 PLANS = [plan.value for plan in Plan]
 
@@ -110,6 +111,20 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     guard.add_parser("release", help="apply the deactivations it held").add_argument("slug")
+
+    roles = commands.add_parser("roles", help="map IdP groups to SimpleAMS roles").add_subparsers(
+        dest="action", required=True
+    )
+    role_map = roles.add_parser("map", help="members of the IdP group GROUP get ROLE")
+    role_map.add_argument("slug")
+    role_map.add_argument(
+        "group", metavar="GROUP", help='the group\'s name, e.g. "SimpleAMS Admins"'
+    )
+    role_map.add_argument("role", choices=[role.value for role in Role])
+    unmap = roles.add_parser("unmap", help="remove a mapping; its members go back to staff")
+    unmap.add_argument("slug")
+    unmap.add_argument("group", metavar="GROUP")
+    roles.add_parser("list", help="a tenant's mappings").add_argument("slug")
 
     checkin = commands.add_parser("checkin", help="record an asset check-in")
     checkin.add_argument("slug")
@@ -225,6 +240,18 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
     elif args.command == "guard" and args.action == "release":
         count = operations.release_guard(conn, args.slug)
         print(f"Released {count} held deactivation(s) for {args.slug!r}; their effects run now.")
+    elif args.command == "roles" and args.action == "map":
+        changed = role_mappings.map_group(conn, args.slug, args.group, args.role)
+        print(f"Members of {args.group!r} are now {args.role}s; {changed} users' roles changed.")
+    elif args.command == "roles" and args.action == "unmap":
+        changed = role_mappings.unmap_group(conn, args.slug, args.group)
+        print(f"{args.group!r} no longer sets a role; {changed} users' roles changed.")
+    elif args.command == "roles" and args.action == "list":
+        mappings = role_mappings.list_mappings(conn, args.slug)
+        if not mappings:
+            print("No role mappings: every provisioned user is staff.")
+        for mapping in mappings:
+            print(f"{mapping.group_name}\t{mapping.role}\t{mapping.members} members")
     elif args.command == "checkin":
         operations.record_checkin(conn, args.slug, args.asset_tag)
         print(f"{args.asset_tag} checked in.")

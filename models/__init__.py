@@ -15,6 +15,7 @@ from models.outbox import (
     event_insert,
     event_parameters,
 )
+from models.roles import RoleMapping
 from models.tenants import Plan, ScimCredential, Tenant
 from models.users import LiveUserCount, Role, Source, User
 
@@ -36,6 +37,7 @@ __all__ = [
     "Plan",
     "ProvisioningEvent",
     "Role",
+    "RoleMapping",
     "RunStatus",
     "ScimCredential",
     "SideEffectRun",

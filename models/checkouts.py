@@ -165,9 +165,7 @@ def apply_checkout_locks(
             .values(checkout_locked=or_(User.active.is_(False), User.deleted_at.is_not(None)))
             .returning(User.id, User.checkout_locked)
             .execution_options(synchronize_session=False)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     if len(locks) < len(ids):
         raise NoResultFound(f"users {sorted(set(ids) - set(locks))} do not exist")

@@ -27,6 +27,7 @@ class NotificationKind(enum.StrEnum):
     leaver_with_assets = "leaver_with_assets"
     digest = "digest"
     guard_tripped = "guard_tripped"
+    new_admin = "new_admin"
 
 
 class Notification(Base):

@@ -239,9 +239,7 @@ def settle_if_complete(
             select(SideEffectRun.event_id, func.count())
             .where(SideEffectRun.event_id.in_(ids))
             .group_by(SideEffectRun.event_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     complete = [
         event.id for event in batch if finished.get(event.id, 0) >= len(effects_for(event.kind))

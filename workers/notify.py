@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ from models.checkouts import open_checkouts
 from models.notifications import DigestItem, Notification, NotificationKind
 from models.outbox import Effect, EventKind, ProvisioningEvent
 from models.tenants import Tenant
-from models.users import User
+from models.users import Role, User
 from workers import mail
 from workers.app import app
 from workers.db import session_scope
@@ -95,6 +95,23 @@ def leaver_email(
     )
 
 
+def new_admin_email(tenant_slug: str, to: str, person: str, idp: str, staff_url: str) -> Email:
+    source = (
+        "A SimpleAMS administrator" if idp == "admin" else IDP_NAMES.get(idp, IDP_NAMES["scim"])
+    )
+    lines = [
+        f"{person} is now an admin in SimpleAMS: {source} put them in a group that is",
+        "mapped to the admin role (simpleams roles list shows the mappings).",
+        "",
+        "If you did not expect this, remove them from the group in your identity provider.",
+        "",
+        f"Staff record: {staff_url}",
+        "",
+        f"-- SimpleAMS provisioning for {tenant_slug}",
+    ]
+    return Email(to=to, subject=f"{person} is now an admin", body="\n".join(lines))
+
+
 def guard_email(tenant_slug: str, to: str, staff_url: str) -> Email:
     lines = [
         "An unusual number of your users were deactivated or deleted by your identity "
@@ -155,22 +172,24 @@ def on_event(event_ids: list[int] | None = None, event_id: int | None = None) ->
     """Notify about a batch of events.
 
     Joiners and movers only become digest items: one transaction for the
-    whole batch. Leavers may need an alert email, sent outside any
-    transaction, so each leaver is handled on its own.
+    whole batch. Leavers and new admins may need an alert email, sent
+    outside any transaction, so each of them is handled on its own.
     """
     ids = event_ids_of({"event_ids": event_ids, "event_id": event_id})
     with session_scope() as session:
-        kinds = dict(
-            session.execute(
-                select(ProvisioningEvent.id, ProvisioningEvent.kind).where(
-                    ProvisioningEvent.id.in_(ids)
+        alone = set(
+            session.scalars(
+                select(ProvisioningEvent.id).where(
+                    ProvisioningEvent.id.in_(ids),
+                    or_(
+                        ProvisioningEvent.kind.in_(guard.LEAVING),
+                        ProvisioningEvent.changes["role"][1].astext == Role.admin.value,
+                    ),
                 )
             )
-            .tuples()
-            .all()
         )
-    leavers = [i for i in ids if kinds.get(i) in guard.LEAVING]
-    others = [i for i in ids if kinds.get(i) not in guard.LEAVING]
+    leavers = [i for i in ids if i in alone]  # and new admins: each may need an email
+    others = [i for i in ids if i not in alone]
     outcomes: Counter[str] = Counter()
     failed = 0
     try:
@@ -198,9 +217,7 @@ def queue_for_digest(session: Session, events: list[ProvisioningEvent]) -> None:
             select(Tenant.id, Tenant.notify_email).where(
                 Tenant.id.in_({event.tenant_id for event in events})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     items = [
         {
@@ -251,6 +268,21 @@ Pending = tuple[uuid.UUID, Email, bool] | None
 def _alert_or_digest(
     session: Session, event: ProvisioningEvent, tenant: Tenant, user: User
 ) -> tuple[str, Pending]:
+    if _became_admin(event) and tenant.notify_email:
+        return _alert(
+            session,
+            event,
+            tenant,
+            new_admin_email(
+                tenant.slug,
+                tenant.notify_email,
+                user.display_name or user.email or user.user_name,
+                event.actor_idp,
+                settings.staff_url(tenant.slug, user.id),
+            ),
+            NotificationKind.new_admin,
+            "new admin alert sent",
+        )
     held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
     if not tenant.notify_email or not held:
         return _queue_for_digest(session, event, tenant), None
@@ -262,14 +294,30 @@ def _alert_or_digest(
         held,
         settings.staff_url(tenant.slug, user.id),
     )
-    notification_id = _record_once(
-        session, tenant, event, alert, NotificationKind.leaver_with_assets
+    return _alert(
+        session, event, tenant, alert, NotificationKind.leaver_with_assets, "leaver alert sent"
     )
+
+
+def _alert(
+    session: Session,
+    event: ProvisioningEvent,
+    tenant: Tenant,
+    email: Email,
+    kind: NotificationKind,
+    outcome: str,
+) -> tuple[str, Pending]:
+    notification_id = _record_once(session, tenant, event, email, kind)
     if notification_id is None:  # already sent by an earlier run
         claim_run(session, event.id, Effect.notify)
         settle_if_complete(session, event)
         return "already sent", None
-    return "leaver alert sent", (notification_id, alert, True)
+    return outcome, (notification_id, email, True)
+
+
+def _became_admin(event: ProvisioningEvent) -> bool:
+    role = (event.changes or {}).get("role")
+    return isinstance(role, list) and len(role) == 2 and role[1] == Role.admin.value
 
 
 def _hold(session: Session, event: ProvisioningEvent, tenant: Tenant) -> tuple[str, Pending]:

@@ -11,13 +11,16 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
+from gateway.scim.store import Actor
 from models.groups import Group, GroupMember
+from models.outbox import ProvisioningEvent
+from models.roles import role_change_events, role_statements
 from models.users import User
 
 GroupRow = Any  # a Row of the groups table
@@ -101,10 +104,13 @@ async def update_group(
 
 async def add_members(
     conn: AsyncConnection, group_id: uuid.UUID, members: dict[uuid.UUID, str | None]
-) -> int:
-    """Add users (staff row id -> the IdP's display); members already there stay as they are."""
+) -> set[uuid.UUID]:
+    """Add users (staff row id -> the IdP's display); returns those who were not members.
+
+    Members already there stay as they are.
+    """
     if not members:
-        return 0
+        return set()
     result = await conn.execute(
         pg_insert(GroupMember)
         .values(
@@ -116,24 +122,64 @@ async def add_members(
         .on_conflict_do_nothing()
         .returning(GroupMember.user_id)
     )
-    return len(result.all())
+    return set(result.scalars())
 
 
 async def remove_members(
     conn: AsyncConnection, group_id: uuid.UUID, user_ids: Collection[uuid.UUID]
-) -> int:
+) -> set[uuid.UUID]:
+    """Returns the users who were members."""
     if not user_ids:
-        return 0
+        return set()
     result = await conn.execute(
         delete(GroupMember)
         .where(GroupMember.group_id == group_id, GroupMember.user_id.in_(list(user_ids)))
         .returning(GroupMember.user_id)
     )
-    return len(result.all())
+    return set(result.scalars())
 
 
-async def remove_all_members(conn: AsyncConnection, group_id: uuid.UUID) -> None:
-    await conn.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
+async def set_members(
+    conn: AsyncConnection, group_id: uuid.UUID, members: dict[uuid.UUID, str | None]
+) -> set[uuid.UUID]:
+    """Make ``members`` the whole member list; returns the users who joined or left.
+
+    Members who stay keep their row (and the display they were added with).
+    """
+    leaving = delete(GroupMember).where(GroupMember.group_id == group_id)
+    if members:
+        leaving = leaving.where(GroupMember.user_id.not_in(list(members)))
+    left = await conn.execute(leaving.returning(GroupMember.user_id))
+    return set(left.scalars()) | await add_members(conn, group_id, members)
+
+
+async def member_user_ids(conn: AsyncConnection, group_id: uuid.UUID) -> set[uuid.UUID]:
+    """Staff row ids of every member (a rename or delete may change all their roles)."""
+    result = await conn.execute(select(GroupMember.user_id).where(GroupMember.group_id == group_id))
+    return set(result.scalars())
+
+
+async def recompute_roles(
+    conn: AsyncConnection, actor: Actor, user_ids: Collection[uuid.UUID]
+) -> int:
+    """Derive the roles of these users from their groups now (models/roles.py),
+    recording a ``user.updated`` event for each role that changed."""
+    if not user_ids:
+        return 0
+    lock, change = role_statements(actor.tenant_id, user_ids)
+    await conn.execute(lock)
+    changed = (await conn.execute(change)).all()
+    if changed:
+        who = {
+            "actor_idp": actor.idp,
+            "actor_credential_id": actor.credential_id,
+            "actor_user_agent": actor.user_agent,
+            "request_id": actor.request_id,
+        }
+        await conn.execute(
+            insert(ProvisioningEvent), role_change_events(actor.tenant_id, changed, who)
+        )
+    return len(changed)
 
 
 async def delete_group(conn: AsyncConnection, group_id: uuid.UUID) -> None:

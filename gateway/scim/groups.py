@@ -23,6 +23,7 @@ from gateway.scim import errors, group_store
 from gateway.scim.group_filters import compile_group_filter
 from gateway.scim.group_requests import GROUP_URN, Members, parse_group, parse_group_patch
 from gateway.scim.http import (
+    actor,
     base_url,
     check_if_match,
     engine,
@@ -189,11 +190,12 @@ async def _resolve_new_members(
 async def create_group(request: Request) -> Response:
     projection = _projection_of(request)
     data = parse_group(await read_json(request))
-    tenant_id = principal(request).tenant_id
+    who = actor(request)
     async with writing(engine(request)) as conn:
-        members = await _resolve_new_members(conn, tenant_id, data.members)
-        row = await group_store.create(conn, tenant_id, data.display_name, data.external_id)
-        await group_store.add_members(conn, row.id, members)
+        members = await _resolve_new_members(conn, who.tenant_id, data.members)
+        row = await group_store.create(conn, who.tenant_id, data.display_name, data.external_id)
+        joined = await group_store.add_members(conn, row.id, members)
+        await group_store.recompute_roles(conn, who, joined)
         return await _single(conn, row, request, projection, status=201)
 
 
@@ -209,16 +211,18 @@ async def replace_group(request: Request) -> Response:
     projection = _projection_of(request)
     data = parse_group(await read_json(request))
     group_id = group_store.parse_group_id(request.path_params["group_id"])
-    tenant_id = principal(request).tenant_id
+    who = actor(request)
     async with writing(engine(request)) as conn:
-        current = await group_store.get(conn, tenant_id, group_id, for_update=True)
+        current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
         check_if_match(request, current.version)
-        members = await _resolve_new_members(conn, tenant_id, data.members)
+        members = await _resolve_new_members(conn, who.tenant_id, data.members)
         row = await group_store.update_group(
             conn, current.id, {"display_name": data.display_name, "external_id": data.external_id}
         )
-        await group_store.remove_all_members(conn, row.id)
-        await group_store.add_members(conn, row.id, members)
+        touched = await group_store.set_members(conn, row.id, members)
+        if _renamed(current, row):
+            touched |= set(members)
+        await group_store.recompute_roles(conn, who, touched)
         return await _single(conn, row, request, projection)
 
 
@@ -226,36 +230,44 @@ async def patch_group(request: Request) -> Response:
     projection = _projection_of(request)
     changes = parse_group_patch(await read_json(request))
     group_id = group_store.parse_group_id(request.path_params["group_id"])
-    tenant_id = principal(request).tenant_id
+    who = actor(request)
     async with writing(engine(request)) as conn:
-        current = await group_store.get(conn, tenant_id, group_id, for_update=True)
+        current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
         check_if_match(request, current.version)
         row = await group_store.update_group(conn, current.id, changes.values)
         if changes.replaced_members is not None:
-            final = changes.final_members()
-            members = await _resolve_new_members(conn, tenant_id, final)
-            await group_store.remove_all_members(conn, row.id)
-            await group_store.add_members(conn, row.id, members)
+            members = await _resolve_new_members(conn, who.tenant_id, changes.final_members())
+            touched = await group_store.set_members(conn, row.id, members)
         else:
-            added = await _resolve_new_members(conn, tenant_id, changes.added())
+            added = await _resolve_new_members(conn, who.tenant_id, changes.added())
             # Removing someone who is not a member (or not a user) changes nothing:
             # an IdP retrying a remove must not get an error.
-            removed = await group_store.resolve_users(conn, tenant_id, changes.removed())
-            await group_store.add_members(conn, row.id, added)
-            await group_store.remove_members(conn, row.id, set(removed.values()))
+            removed = await group_store.resolve_users(conn, who.tenant_id, changes.removed())
+            touched = await group_store.add_members(conn, row.id, added)
+            touched |= await group_store.remove_members(conn, row.id, set(removed.values()))
+        if _renamed(current, row):
+            # The group may now map to another role (or none): every member.
+            touched |= await group_store.member_user_ids(conn, row.id)
+        await group_store.recompute_roles(conn, who, touched)
         if not projection.given:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return await _single(conn, row, request, projection)
 
 
+def _renamed(before: Any, after: Any) -> bool:
+    # Role mappings match names case-insensitively (models/roles.py).
+    return bool(before.display_name.lower() != after.display_name.lower())
+
+
 async def delete_group(request: Request) -> Response:
     group_id = group_store.parse_group_id(request.path_params["group_id"])
+    who = actor(request)
     async with writing(engine(request)) as conn:
-        current = await group_store.get(
-            conn, principal(request).tenant_id, group_id, for_update=True
-        )
+        current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
         check_if_match(request, current.version)
+        members = await group_store.member_user_ids(conn, current.id)
         await group_store.delete_group(conn, current.id)
+        await group_store.recompute_roles(conn, who, members)
     return Response(status_code=204)
 
 

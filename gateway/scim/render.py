@@ -29,6 +29,12 @@ def render_user(row: Any, base_url: str) -> dict[str, Any]:
     scim_id = str(row.scim_id)
     # schemas and id first: JSONB does not keep key order, people read these.
     resource = {"schemas": row.attributes.get("schemas"), "id": scim_id, **row.attributes}
+    groups = getattr(row, "groups", None)  # absent from a create's row: no groups yet
+    if groups:
+        resource["groups"] = [
+            {**group, "type": "direct", "$ref": f"{base_url}/Groups/{group['value']}"}
+            for group in groups
+        ]
     resource["meta"] = {
         "resourceType": "User",
         "created": _timestamp(row.created_at),

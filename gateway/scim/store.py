@@ -23,17 +23,19 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     tuple_,
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
-from models.groups import GroupMember
+from models.groups import Group, GroupMember
 from models.outbox import EventKind, event_insert, event_parameters
 from models.users import LiveUserCount, User
 
@@ -45,7 +47,7 @@ c = users.c
 # A users-table row as the SCIM endpoints read it (the _COLUMNS below).
 UserRow: TypeAlias = Row[*tuple[Any, ...]]
 
-_COLUMNS = (
+_BASE_COLUMNS = (
     c.id,
     c.scim_id,
     c.attributes,
@@ -56,6 +58,30 @@ _COLUMNS = (
     c.deleted_at,
     c.user_name,
     c.email,
+)
+_COLUMNS = (
+    *_BASE_COLUMNS,
+    # The read-only groups attribute (RFC 7643 §4.1.2), derived per row: an
+    # index probe on group_members(user_id), in the same statement.
+    select(
+        func.coalesce(
+            func.jsonb_agg(
+                aggregate_order_by(
+                    func.jsonb_build_object(
+                        "value", func.cast(Group.id, String), "display", Group.display_name
+                    ),
+                    func.lower(Group.display_name),
+                )
+            ),
+            text("'[]'::jsonb"),
+        )
+    )
+    .select_from(GroupMember)
+    .join(Group, Group.id == GroupMember.group_id)
+    .where(GroupMember.user_id == c.id)
+    .correlate(users)
+    .scalar_subquery()
+    .label("groups"),
 )
 
 
@@ -299,7 +325,9 @@ _SAME_PERSON_BY_NAME_OR_EMAIL = _same_person(by_email=True)
 _CREATE_USER = (
     insert(users)
     .values(_bound(*_INDEXED, "id", "tenant_id", "scim_id", "attributes", "source"))
-    .returning(*_COLUMNS)
+    # A new user is in no group yet (and an INSERT's RETURNING cannot
+    # correlate the groups subquery with the row it inserts).
+    .returning(*_BASE_COLUMNS)
     .add_cte(event_insert())
 )
 _NEW_VERSION = {"version": c.version + 1, "updated_at": func.now()}

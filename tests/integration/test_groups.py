@@ -377,3 +377,34 @@ async def test_a_search_at_the_root_finds_users_and_groups(client: httpx2.AsyncC
     ]
     neither = await client.post("/.search", json={"filter": 'nonsense eq "x"'})
     assert neither.status_code == 400 and neither.json()["scimType"] == "invalidFilter"
+
+
+async def test_a_users_groups_attribute_lists_their_groups_read_only(
+    client: httpx2.AsyncClient,
+) -> None:
+    ana, ben = await users(client, "ana", "ben")
+    made = {}
+    for name in ("Zeta", "Alpha"):
+        body = {"schemas": [GROUP], "displayName": name, "members": [{"value": ana}]}
+        made[name] = (await client.post("/Groups", json=body)).json()["id"]
+    user = (await client.get(f"/Users/{ana}")).json()
+    assert [(g["value"], g["display"], g["type"]) for g in user["groups"]] == [
+        (made["Alpha"], "Alpha", "direct"),
+        (made["Zeta"], "Zeta", "direct"),
+    ]
+    assert user["groups"][0]["$ref"].endswith(f"/Groups/{made['Alpha']}")
+    assert "groups" not in (await client.get(f"/Users/{ben}")).json()
+    listed = (await client.get('/Users?filter=userName eq "ana@acme.test"')).json()
+    assert len(listed["Resources"][0]["groups"]) == 2
+    assert "groups" not in (await client.get(f"/Users/{ana}?excludedAttributes=groups")).json()
+    # A write of the user ignores groups sent to it and answers with the real ones.
+    patched = await client.patch(
+        f"/Users/{ana}",
+        json={"Operations": [{"op": "replace", "path": "title", "value": "Ops"}]},
+    )
+    assert [g["display"] for g in patched.json()["groups"]] == ["Alpha", "Zeta"]
+    put = await client.put(
+        f"/Users/{ben}", json={**user_body("ben@acme.test"), "groups": [{"value": made["Zeta"]}]}
+    )
+    assert put.status_code == 200 and "groups" not in put.json()
+    assert await member_ids(client, made["Zeta"]) == [ana]

@@ -312,3 +312,38 @@ async def test_overlapping_batches_apply_each_effect_once(
         "every audit task to finish",
     )
     assert "failed" not in worker.output()
+
+
+async def test_someone_who_becomes_an_admin_is_announced_and_audited(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    from gateway import role_mappings
+
+    with db.begin() as conn:
+        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        role_mappings.map_group(conn, tenant.slug, "SimpleAMS Admins", "admin")
+    pipeline.start("worker")
+    pipeline.start("relay")
+    user = (await client.post("/Users", json=user_body("lee@acme.test"))).json()
+    group = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "SimpleAMS Admins",
+        "members": [{"value": user["id"]}],
+    }
+    okta = {"User-Agent": "Okta SCIM Client 1.0.0"}
+    assert (await client.post("/Groups", json=group, headers=okta)).status_code == 201
+
+    alert = wait_for(
+        lambda: next((m for m in pipeline.smtp.messages if "admin" in m["Subject"]), None),
+        "the new-admin alert",
+    )
+    assert alert["Subject"] == "Lee Example is now an admin"
+    assert alert["To"] == "it-admins@acme.test"
+    body = alert.get_content()
+    assert "Okta put them in a group" in body
+    staff_id = scalar(db, "SELECT id FROM users")
+    assert f"https://acme.simpleams.test/staff/{staff_id}" in body
+    wait_for(lambda: settled(db), "every event settled")
+    entries = rows(db, "SELECT action, changes FROM audit_log ORDER BY event_id")
+    assert [(e.action, e.changes) for e in entries][-1] == ("updated", {"role": ["staff", "admin"]})
+    assert len([m for m in pipeline.smtp.messages if "admin" in m["Subject"]]) == 1

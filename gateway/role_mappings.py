@@ -1,0 +1,106 @@
+"""Role mappings, the operator's side: ``simpleams roles map|unmap|list``.
+
+Synchronous (the CLI). Mapping or unmapping a group name recomputes the
+roles of that group's members at once, in the same transaction, and records
+each change as an event (models/roles.py), so the audit log says who became
+an admin and when.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from gateway.tenancy import OperatorError, tenant_id_for
+from models.groups import Group, GroupMember
+from models.outbox import ProvisioningEvent
+from models.roles import RoleMapping, role_change_events, role_statements
+from models.users import Role
+
+# Who made a change through the CLI, as events record it.
+OPERATOR = {
+    "actor_idp": "admin",
+    "actor_credential_id": None,
+    "actor_user_agent": "simpleams roles",
+    "request_id": None,
+}
+
+
+def map_group(conn: Connection, slug: str, group_name: str, role: str) -> int:
+    """Map an IdP group name to a role; returns how many users' roles changed."""
+    if role not in {r.value for r in Role}:
+        raise OperatorError(
+            f"{role!r} is not a role: use one of {', '.join(r.value for r in Role)}."
+        )
+    name = group_name.strip()
+    if not name:
+        raise OperatorError("The group name is empty.")
+    tenant_id = tenant_id_for(conn, slug)
+    statement = pg_insert(RoleMapping).values(
+        tenant_id=tenant_id, group_key=name.lower(), group_name=name, role=role
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RoleMapping.tenant_id, RoleMapping.group_key],
+            set_={"group_name": name, "role": role, "updated_at": func.now()},
+        )
+    )
+    return _recompute_group(conn, tenant_id, name.lower())
+
+
+def unmap_group(conn: Connection, slug: str, group_name: str) -> int:
+    """Remove a mapping; its members fall back to their other groups' role, or staff."""
+    tenant_id = tenant_id_for(conn, slug)
+    key = group_name.strip().lower()
+    removed = conn.execute(
+        delete(RoleMapping)
+        .where(RoleMapping.tenant_id == tenant_id, RoleMapping.group_key == key)
+        .returning(RoleMapping.group_key)
+    ).first()
+    if removed is None:
+        raise OperatorError(f"No role mapping for a group named {group_name!r} in {slug!r}.")
+    return _recompute_group(conn, tenant_id, key)
+
+
+def list_mappings(conn: Connection, slug: str) -> list[Any]:
+    """(group name, role, members now) for each mapping, by group name."""
+    tenant_id = tenant_id_for(conn, slug)
+    members = (
+        select(func.count())
+        .select_from(GroupMember)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(
+            Group.tenant_id == tenant_id, func.lower(Group.display_name) == RoleMapping.group_key
+        )
+        .scalar_subquery()
+    )
+    return list(
+        conn.execute(
+            select(RoleMapping.group_name, RoleMapping.role, members.label("members"))
+            .where(RoleMapping.tenant_id == tenant_id)
+            .order_by(RoleMapping.group_key)
+        )
+    )
+
+
+def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str) -> int:
+    user_ids = (
+        conn.execute(
+            select(GroupMember.user_id)
+            .join(Group, Group.id == GroupMember.group_id)
+            .where(Group.tenant_id == tenant_id, func.lower(Group.display_name) == key)
+        )
+        .scalars()
+        .all()
+    )
+    if not user_ids:
+        return 0
+    lock, change = role_statements(tenant_id, user_ids)
+    conn.execute(lock)
+    changed = conn.execute(change).all()
+    if changed:
+        conn.execute(insert(ProvisioningEvent), role_change_events(tenant_id, changed, OPERATOR))
+    return len(changed)
