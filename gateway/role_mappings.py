@@ -20,16 +20,20 @@ from models.outbox import ProvisioningEvent
 from models.roles import RoleMapping, role_change_events, role_statements
 from models.users import Role
 
-# Who made a change through the CLI, as events record it.
-OPERATOR = {
-    "actor_idp": "admin",
-    "actor_credential_id": None,
-    "actor_user_agent": "simpleams roles",
-    "request_id": None,
-}
+CLI = "simpleams roles"
 
 
-def map_group(conn: Connection, slug: str, group_name: str, role: str) -> int:
+def _operator(via: str) -> dict[str, Any]:
+    """Who made a change (the CLI or the admin pages), as events record it."""
+    return {
+        "actor_idp": "admin",
+        "actor_credential_id": None,
+        "actor_user_agent": via,
+        "request_id": None,
+    }
+
+
+def map_group(conn: Connection, slug: str, group_name: str, role: str, via: str = CLI) -> int:
     """Map an IdP group name to a role; returns how many users' roles changed."""
     if role not in {r.value for r in Role}:
         raise OperatorError(
@@ -48,10 +52,10 @@ def map_group(conn: Connection, slug: str, group_name: str, role: str) -> int:
             set_={"group_name": name, "role": role, "updated_at": func.now()},
         )
     )
-    return _recompute_group(conn, tenant_id, name.lower())
+    return _recompute_group(conn, tenant_id, name.lower(), via)
 
 
-def unmap_group(conn: Connection, slug: str, group_name: str) -> int:
+def unmap_group(conn: Connection, slug: str, group_name: str, via: str = CLI) -> int:
     """Remove a mapping; its members fall back to their other groups' role, or staff."""
     tenant_id = tenant_id_for(conn, slug)
     key = group_name.strip().lower()
@@ -62,7 +66,7 @@ def unmap_group(conn: Connection, slug: str, group_name: str) -> int:
     ).first()
     if removed is None:
         raise OperatorError(f"No role mapping for a group named {group_name!r} in {slug!r}.")
-    return _recompute_group(conn, tenant_id, key)
+    return _recompute_group(conn, tenant_id, key, via)
 
 
 def list_mappings(conn: Connection, slug: str) -> list[Any]:
@@ -86,7 +90,7 @@ def list_mappings(conn: Connection, slug: str) -> list[Any]:
     )
 
 
-def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str) -> int:
+def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str, via: str) -> int:
     user_ids = (
         conn.execute(
             select(GroupMember.user_id)
@@ -102,5 +106,7 @@ def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str) -> int:
     conn.execute(lock)
     changed = conn.execute(change).all()
     if changed:
-        conn.execute(insert(ProvisioningEvent), role_change_events(tenant_id, changed, OPERATOR))
+        conn.execute(
+            insert(ProvisioningEvent), role_change_events(tenant_id, changed, _operator(via))
+        )
     return len(changed)

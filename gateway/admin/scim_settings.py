@@ -17,20 +17,25 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway import tenancy
+from gateway import role_mappings, tenancy
 from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
 from gateway.settings import Settings
 from gateway.tenancy import IssuedToken, OperatorError
 from models.tenants import Plan, ScimCredential, Tenant
+from models.users import Role
 
 log = logging.getLogger("simpleams.gateway.admin")
+# How events record a role change made on this page.
+ADMIN_PAGES = "SimpleAMS admin pages"
 
 PATH = "/settings/integrations/scim"
 _NOTICES = {
     "saved": "Saved.",
     "disabled": "SCIM provisioning is disabled; the token no longer works.",
+    "mapped": "Role mapping saved; its group's members have their new role.",
+    "unmapped": "Role mapping removed; its group's members are back to their other groups' role.",
 }
 
 
@@ -53,8 +58,11 @@ async def _card(request: Request, admin: AdminContext) -> dict[str, Any]:
                 )
             )
         ).first()
+        mappings = await conn.run_sync(role_mappings.list_mappings, admin.tenant_slug)
     settings: Settings = request.app.state.settings
     return {
+        "mappings": mappings,
+        "roles": [role.value for role in Role],
         "plan": Plan(tenant.plan),
         "business": Plan(tenant.plan).includes_scim,
         "enabled": tenant.scim_enabled and credential is not None,
@@ -125,6 +133,41 @@ async def _issue(request: Request, admin: AdminContext, issue: Any) -> Response:
     return render(request, "scim_settings.html", card, admin=admin)
 
 
+@admin_page
+async def roles(request: Request, admin: AdminContext) -> Response:
+    """Map an IdP group to a role, or remove a mapping (the CLI's ``simpleams roles``)."""
+    form = await read_form(request)
+    group = str(form.get("group", ""))
+    try:
+        async with writing(request.app.state.engine) as conn:
+            if form.get("action") == "unmap":
+                changed = await conn.run_sync(
+                    role_mappings.unmap_group, admin.tenant_slug, group, ADMIN_PAGES
+                )
+                notice = "unmapped"
+            else:
+                changed = await conn.run_sync(
+                    role_mappings.map_group,
+                    admin.tenant_slug,
+                    group,
+                    str(form.get("role", "")),
+                    ADMIN_PAGES,
+                )
+                notice = "mapped"
+    except OperatorError as exc:
+        card = await _card(request, admin)
+        card["error"] = str(exc)
+        return render(request, "scim_settings.html", card, status_code=400, admin=admin)
+    log.info(
+        "role mapping %s by admin admin_id=%s tenant=%s roles_changed=%s",
+        notice,
+        admin.admin_id,
+        admin.tenant_slug,
+        changed,
+    )
+    return RedirectResponse(f"{PATH}?notice={notice}", status_code=303)
+
+
 def _not_business(request: Request, admin: AdminContext, card: dict[str, Any]) -> Response:
     card["error"] = (
         f"SCIM provisioning is a Business-plan integration, and this workspace is on the "
@@ -137,4 +180,5 @@ routes = [
     Route(PATH, show, methods=["GET"]),
     Route(PATH, save, methods=["POST"]),
     Route(f"{PATH}/regenerate", regenerate, methods=["POST"]),
+    Route(f"{PATH}/roles", roles, methods=["POST"]),
 ]

@@ -1372,3 +1372,49 @@ async def test_security_headers_and_html_errors_outside_scim(
         assert page.status_code == 200, path
         assert page.headers["cache-control"] == "no-store", path
         assert_security_headers(page)
+
+
+async def test_an_admin_maps_an_idp_group_to_admin_on_the_scim_page(
+    db: Engine, signed_in: httpx2.AsyncClient, idp: httpx2.AsyncClient
+) -> None:
+    user = (await idp.post("/Users", json=user_body("lee@acme.test"))).json()
+    group = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "SimpleAMS Admins",
+        "members": [{"value": user["id"]}],
+    }
+    assert (await idp.post("/Groups", json=group)).status_code == 201
+    page = await signed_in.get(SCIM_PAGE)
+    assert "No mappings yet" in page.text
+    token = csrf_of(page.text)
+    roles_path = f"{SCIM_PAGE}/roles"
+
+    forged = await signed_in.post(
+        roles_path, data={"action": "map", "group": "SimpleAMS Admins", "role": "admin"}
+    )
+    assert forged.status_code == 403
+    assert scalar(db, "SELECT role FROM users") == "staff"
+
+    mapped = await signed_in.post(
+        roles_path,
+        data={"csrf_token": token, "action": "map", "group": "simpleams admins", "role": "admin"},
+    )
+    assert mapped.status_code == 303
+    assert mapped.headers["location"] == f"{SCIM_PAGE}?notice=mapped"
+    assert scalar(db, "SELECT role FROM users") == "admin"
+    assert scalar(
+        db, "SELECT actor_user_agent FROM provisioning_events WHERE changes ? 'role'"
+    ) == ("SimpleAMS admin pages")
+    shown = (await signed_in.get(mapped.headers["location"])).text
+    assert "<td>simpleams admins</td>" in shown and "<td>1</td>" in shown
+
+    bad = await signed_in.post(
+        roles_path, data={"csrf_token": token, "action": "map", "group": "X", "role": "owner"}
+    )
+    assert bad.status_code == 400 and "is not a role" in bad.text
+    removed = await signed_in.post(
+        roles_path, data={"csrf_token": token, "action": "unmap", "group": "simpleams admins"}
+    )
+    assert removed.status_code == 303
+    assert scalar(db, "SELECT role FROM users") == "staff"
+    assert "No mappings yet" in (await signed_in.get(SCIM_PAGE)).text
