@@ -315,11 +315,18 @@ def _print_audit(entries: Iterable[dict[str, Any]], as_json: bool) -> None:
         if as_json:
             print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
             continue
-        changed = ", ".join(
-            f"{name}: {before!r} -> {after!r}" for name, (before, after) in entry["changes"].items()
-        )
-        who = f"{entry['user']}  by {entry['actor']}"
+        changed = ", ".join(_change_text(name, change) for name, change in entry["changes"].items())
+        target = entry["user"] or f"group {entry['group']!r}"
+        who = f"{target}  by {entry['actor']}"
         print(f"{entry['time']}  {entry['action']:<11}  {who}  {changed}")
+
+
+def _change_text(name: str, change: Any) -> str:
+    if isinstance(change, dict):  # a group's members: {"added": [ids], "removed": [ids]}
+        moved = ", ".join(f"{len(ids)} {how}" for how, ids in change.items())
+        return f"{name}: {moved}"
+    before, after = change
+    return f"{name}: {before!r} -> {after!r}"
 
 
 def _print_dead_letters(letters: list[operations.DeadLetter]) -> None:

@@ -30,7 +30,9 @@ class AuditEntry(Base):
         BigInteger, ForeignKey("provisioning_events.id"), unique=True
     )
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # A user's entry, or a group's (group.created/updated/deleted).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    group_id: Mapped[uuid.UUID | None]
     # When the change happened (the event), and when the log learnt of it.
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(
@@ -42,7 +44,8 @@ class AuditEntry(Base):
     actor_credential_id: Mapped[uuid.UUID | None]
     actor_user_agent: Mapped[str | None]
     # The target as it was named at the time, so the entry reads on its own.
-    target_user_name: Mapped[str]
+    target_user_name: Mapped[str | None]
     target_email: Mapped[str | None]
+    target_group_name: Mapped[str | None] = mapped_column(String(256))
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB)
     request_id: Mapped[str | None]

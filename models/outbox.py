@@ -25,7 +25,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CTE, BigInteger, ForeignKey, Index, String, bindparam, insert, text
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    bindparam,
+    insert,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +49,10 @@ class EventKind(enum.StrEnum):
     user_reactivated = "user.reactivated"
     user_deleted = "user.deleted"
     user_restored = "user.restored"
+    # IdP groups (models/groups.py): audited; the roles they set are user events.
+    group_created = "group.created"
+    group_updated = "group.updated"
+    group_deleted = "group.deleted"
 
 
 class Effect(enum.StrEnum):
@@ -60,6 +74,9 @@ EFFECTS: dict[EventKind, tuple[Effect, ...]] = {
     EventKind.user_reactivated: (Effect.audit, Effect.checkout_lock, Effect.notify),
     EventKind.user_deleted: (Effect.audit, Effect.checkout_lock, Effect.notify),
     EventKind.user_restored: (Effect.audit, Effect.checkout_lock, Effect.notify),
+    EventKind.group_created: (Effect.audit,),
+    EventKind.group_updated: (Effect.audit,),
+    EventKind.group_deleted: (Effect.audit,),
 }
 
 
@@ -85,6 +102,7 @@ class ProvisioningEvent(Base):
             postgresql_where=text("published_at IS NOT NULL AND settled_at IS NULL"),
         ),
         Index("ix_provisioning_events_user", "user_id", "id"),
+        CheckConstraint("user_id IS NOT NULL OR group_id IS NOT NULL", name="about_someone"),
         Index("ix_provisioning_events_tenant_time", "tenant_id", "occurred_at"),
         # "Side effects pending" on the activity page, per tenant, without
         # reading its whole history; events leave the index once settled.
@@ -98,7 +116,11 @@ class ProvisioningEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The user the event is about; None for a group's own events.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The group a group event is about. No foreign key: the event, and its
+    # audit entry, outlive a group the IdP deletes.
+    group_id: Mapped[uuid.UUID | None]
     kind: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[created_at]
     # {"attribute": [before, after]}, wire names.

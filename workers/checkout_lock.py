@@ -27,7 +27,7 @@ def converge_locks(session: Session, events: list[ProvisioningEvent]) -> None:
         if guard.holds(session, event):
             hold_run(session, event.id, Effect.checkout_lock)
             log.warning("mass-deprovision guard holds the lock of event=%s", event.id)
-        else:
+        elif event.user_id is not None:  # only user events are routed here
             users.append(event.user_id)
     results = apply_checkout_locks(session, users)
     for user_id, result in results.items():

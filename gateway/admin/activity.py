@@ -32,7 +32,13 @@ from models.users import User
 WINDOW_MINUTES = 10
 RECENT_EVENTS = 50
 REFRESH_SECONDS = 5
-IDP_LABELS = {"okta": "Okta", "entra": "Entra ID", "scim": "SCIM client", "manual": "Manual"}
+IDP_LABELS = {
+    "okta": "Okta",
+    "entra": "Entra ID",
+    "scim": "SCIM client",
+    "manual": "Manual",
+    "admin": "SimpleAMS admin",
+}
 # "users created", "users deactivated": the summary sentence's verbs.
 KIND_VERBS = {
     EventKind.user_created.value: "created",
@@ -57,6 +63,7 @@ async def _summary(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, dic
         .where(
             ProvisioningEvent.tenant_id == tenant_id,
             ProvisioningEvent.occurred_at >= func.now() - timedelta(minutes=WINDOW_MINUTES),
+            ProvisioningEvent.user_id.is_not(None),  # "N users created": people, not groups
         )
         .group_by(ProvisioningEvent.actor_idp, ProvisioningEvent.kind)
     )

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.scim import errors
 from gateway.scim.store import Actor
 from models.groups import Group, GroupMember
-from models.outbox import ProvisioningEvent
+from models.outbox import EventKind, ProvisioningEvent
 from models.roles import role_change_events, role_statements
 from models.users import User
 
@@ -141,16 +141,16 @@ async def remove_members(
 
 async def set_members(
     conn: AsyncConnection, group_id: uuid.UUID, members: dict[uuid.UUID, str | None]
-) -> set[uuid.UUID]:
-    """Make ``members`` the whole member list; returns the users who joined or left.
+) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """Make ``members`` the whole member list; returns (who joined, who left).
 
     Members who stay keep their row (and the display they were added with).
     """
     leaving = delete(GroupMember).where(GroupMember.group_id == group_id)
     if members:
         leaving = leaving.where(GroupMember.user_id.not_in(list(members)))
-    left = await conn.execute(leaving.returning(GroupMember.user_id))
-    return set(left.scalars()) | await add_members(conn, group_id, members)
+    left = set((await conn.execute(leaving.returning(GroupMember.user_id))).scalars())
+    return await add_members(conn, group_id, members), left
 
 
 async def member_user_ids(conn: AsyncConnection, group_id: uuid.UUID) -> set[uuid.UUID]:
@@ -180,6 +180,38 @@ async def recompute_roles(
             insert(ProvisioningEvent), role_change_events(actor.tenant_id, changed, who)
         )
     return len(changed)
+
+
+async def record_event(
+    conn: AsyncConnection,
+    actor: Actor,
+    group_id: uuid.UUID,
+    kind: EventKind,
+    changes: dict[str, Any],
+) -> None:
+    """A group's provisioning event (audited); member ids are staff ids (users.id)."""
+    await conn.execute(
+        insert(ProvisioningEvent).values(
+            tenant_id=actor.tenant_id,
+            group_id=group_id,
+            kind=kind.value,
+            changes=changes,
+            actor_idp=actor.idp,
+            actor_credential_id=actor.credential_id,
+            actor_user_agent=actor.user_agent,
+            request_id=actor.request_id,
+        )
+    )
+
+
+def membership_changes(joined: set[uuid.UUID], left: set[uuid.UUID]) -> dict[str, Any]:
+    """``{"members": {"added": [...], "removed": [...]}}``, or {} when nobody moved."""
+    moved = {
+        name: sorted(str(user_id) for user_id in ids)
+        for name, ids in (("added", joined), ("removed", left))
+        if ids
+    }
+    return {"members": moved} if moved else {}
 
 
 async def delete_group(conn: AsyncConnection, group_id: uuid.UUID) -> None:

@@ -33,6 +33,7 @@ from gateway.scim.http import (
     scim_json,
 )
 from gateway.scim.render import _timestamp, etag, list_response
+from models.outbox import EventKind
 
 MAX_RESULTS = 1000
 DEFAULT_COUNT = 100
@@ -195,6 +196,16 @@ async def create_group(request: Request) -> Response:
         members = await _resolve_new_members(conn, who.tenant_id, data.members)
         row = await group_store.create(conn, who.tenant_id, data.display_name, data.external_id)
         joined = await group_store.add_members(conn, row.id, members)
+        await group_store.record_event(
+            conn,
+            who,
+            row.id,
+            EventKind.group_created,
+            {
+                **_attribute_changes(None, row),
+                **group_store.membership_changes(joined, set()),
+            },
+        )
         await group_store.recompute_roles(conn, who, joined)
         return await _single(conn, row, request, projection, status=201)
 
@@ -219,9 +230,9 @@ async def replace_group(request: Request) -> Response:
         row = await group_store.update_group(
             conn, current.id, {"display_name": data.display_name, "external_id": data.external_id}
         )
-        touched = await group_store.set_members(conn, row.id, members)
-        if _renamed(current, row):
-            touched |= set(members)
+        joined, left = await group_store.set_members(conn, row.id, members)
+        await _record_update(conn, who, current, row, joined, left)
+        touched = joined | left | (set(members) if _renamed(current, row) else set())
         await group_store.recompute_roles(conn, who, touched)
         return await _single(conn, row, request, projection)
 
@@ -237,14 +248,16 @@ async def patch_group(request: Request) -> Response:
         row = await group_store.update_group(conn, current.id, changes.values)
         if changes.replaced_members is not None:
             members = await _resolve_new_members(conn, who.tenant_id, changes.final_members())
-            touched = await group_store.set_members(conn, row.id, members)
+            joined, left = await group_store.set_members(conn, row.id, members)
         else:
             added = await _resolve_new_members(conn, who.tenant_id, changes.added())
             # Removing someone who is not a member (or not a user) changes nothing:
             # an IdP retrying a remove must not get an error.
             removed = await group_store.resolve_users(conn, who.tenant_id, changes.removed())
-            touched = await group_store.add_members(conn, row.id, added)
-            touched |= await group_store.remove_members(conn, row.id, set(removed.values()))
+            joined = await group_store.add_members(conn, row.id, added)
+            left = await group_store.remove_members(conn, row.id, set(removed.values()))
+        await _record_update(conn, who, current, row, joined, left)
+        touched = joined | left
         if _renamed(current, row):
             # The group may now map to another role (or none): every member.
             touched |= await group_store.member_user_ids(conn, row.id)
@@ -252,6 +265,33 @@ async def patch_group(request: Request) -> Response:
         if not projection.given:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return await _single(conn, row, request, projection)
+
+
+def _attribute_changes(before: Any, after: Any) -> dict[str, list[Any]]:
+    """displayName and externalId, before -> after, where they differ."""
+    changes = {}
+    for wire, name in (("displayName", "display_name"), ("externalId", "external_id")):
+        old = getattr(before, name) if before is not None else None
+        new = getattr(after, name)
+        if old != new:
+            changes[wire] = [old, new]
+    return changes
+
+
+async def _record_update(
+    conn: AsyncConnection,
+    who: Any,
+    before: Any,
+    after: Any,
+    joined: set[uuid.UUID],
+    left: set[uuid.UUID],
+) -> None:
+    changes = {
+        **_attribute_changes(before, after),
+        **group_store.membership_changes(joined, left),
+    }
+    if changes:  # a write that changes nothing records nothing, as for users
+        await group_store.record_event(conn, who, after.id, EventKind.group_updated, changes)
 
 
 def _renamed(before: Any, after: Any) -> bool:
@@ -267,6 +307,16 @@ async def delete_group(request: Request) -> Response:
         check_if_match(request, current.version)
         members = await group_store.member_user_ids(conn, current.id)
         await group_store.delete_group(conn, current.id)
+        await group_store.record_event(
+            conn,
+            who,
+            current.id,
+            EventKind.group_deleted,
+            {
+                "displayName": [current.display_name, None],
+                **group_store.membership_changes(set(), members),
+            },
+        )
         await group_store.recompute_roles(conn, who, members)
     return Response(status_code=204)
 

@@ -408,3 +408,50 @@ async def test_a_users_groups_attribute_lists_their_groups_read_only(
     )
     assert put.status_code == 200 and "groups" not in put.json()
     assert await member_ids(client, made["Zeta"]) == [ana]
+
+
+async def test_group_changes_are_provisioning_events(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    ana, ben = await users(client, "ana", "ben")
+    okta = {"User-Agent": "Okta SCIM Client 1.0.0"}
+    body = {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": ana}]}
+    group = (await client.post("/Groups", json=body, headers=okta)).json()
+    ops = f"/Groups/{group['id']}"
+    await client.patch(
+        ops,
+        json=patch(
+            {"op": "replace", "path": "displayName", "value": "Operations"},
+            {"op": "add", "path": "members", "value": [{"value": ben}]},
+            {"op": "remove", "path": f'members[value eq "{ana}"]'},
+        ),
+    )
+    # Nothing changes: no event.
+    await client.patch(ops, json=patch({"op": "add", "path": "members", "value": [{"value": ben}]}))
+    assert (await client.delete(ops)).status_code == 204
+
+    with db.connect() as conn:
+        staff = dict(conn.execute(text("SELECT scim_id::text, id::text FROM users")).all())
+        events = conn.execute(
+            text(
+                "SELECT kind, group_id::text, user_id, changes, actor_idp FROM provisioning_events"
+                " WHERE kind LIKE 'group.%' ORDER BY id"
+            )
+        ).all()
+    assert [(e.kind, e.group_id, e.user_id, e.actor_idp) for e in events] == [
+        ("group.created", group["id"], None, "okta"),
+        ("group.updated", group["id"], None, "scim"),
+        ("group.deleted", group["id"], None, "scim"),
+    ]
+    assert events[0].changes == {
+        "displayName": [None, "Ops"],
+        "members": {"added": [staff[ana]]},
+    }
+    assert events[1].changes == {
+        "displayName": ["Ops", "Operations"],
+        "members": {"added": [staff[ben]], "removed": [staff[ana]]},
+    }
+    assert events[2].changes == {
+        "displayName": ["Operations", None],
+        "members": {"removed": [staff[ben]]},
+    }

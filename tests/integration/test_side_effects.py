@@ -344,6 +344,22 @@ async def test_someone_who_becomes_an_admin_is_announced_and_audited(
     staff_id = scalar(db, "SELECT id FROM users")
     assert f"https://acme.simpleams.test/staff/{staff_id}" in body
     wait_for(lambda: settled(db), "every event settled")
-    entries = rows(db, "SELECT action, changes FROM audit_log ORDER BY event_id")
-    assert [(e.action, e.changes) for e in entries][-1] == ("updated", {"role": ["staff", "admin"]})
+    entries = rows(
+        db,
+        "SELECT action, changes, target_user_name, target_group_name FROM audit_log"
+        " ORDER BY event_id",
+    )
+    assert [(e.action, e.target_user_name, e.target_group_name) for e in entries] == [
+        ("created", "lee@acme.test", None),
+        ("group.created", None, "SimpleAMS Admins"),
+        ("updated", "lee@acme.test", None),
+    ]
+    assert entries[2].changes == {"role": ["staff", "admin"]}
     assert len([m for m in pipeline.smtp.messages if "admin" in m["Subject"]]) == 1
+    # The operator's audit read shows the group's entry too.
+    from tests.integration.test_cli import run
+
+    printed = run(pipeline.env["DATABASE_URL"], "audit", "acme").stdout
+    [line] = [line for line in printed.splitlines() if "group.created" in line]
+    assert "group.created  group 'SimpleAMS Admins'  by okta  " in line
+    assert "displayName: None -> 'SimpleAMS Admins'" in line and "members: 1 added" in line
