@@ -229,6 +229,98 @@ _SCHEMAS["BulkResponse"] = {
 }
 # Responses may leave userName out (attributes/excludedAttributes, RFC 7644 §3.9).
 _SCHEMAS["UserResource"] = {**_SCHEMAS["User"], "required": ["schemas", "id"]}
+_SCHEMAS["Group"] = {
+    "type": "object",
+    "required": ["displayName"],
+    "properties": {
+        "schemas": {"type": "array", "items": _STRING},
+        "id": {**_STRING, "readOnly": True},
+        "externalId": _STRING,
+        "displayName": _STRING,
+        "members": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["value"],
+                "properties": {"value": _STRING, "display": _STRING, "type": _STRING},
+            },
+        },
+        "meta": {"type": "object", "readOnly": True},
+    },
+}
+_SCHEMAS["GroupResource"] = {**_SCHEMAS["Group"], "required": ["schemas", "id"]}
+_GROUP_LIST_PARAMETERS = [
+    p for p in _LIST_PARAMETERS if p["name"] in ("filter", "startIndex", "count")
+]
+
+
+def _group_paths() -> dict[str, Any]:
+    group = {"description": "The group", "content": {SCIM: {"schema": _ref("GroupResource")}}}
+    listing = {
+        "description": "A page of groups",
+        "content": {SCIM: {"schema": _ref("ListResponse")}},
+    }
+    changed = {
+        "404": _error("No such group"),
+        "409": _error("displayName taken"),
+        "412": _error("If-Match did not match"),
+        **_ERRORS,
+        **_WRITE_ERRORS,
+    }
+    return {
+        "/Groups": {
+            "get": {
+                "parameters": _GROUP_LIST_PARAMETERS + _PROJECTION,
+                "responses": {"200": listing, **_ERRORS},
+            },
+            "post": {
+                "parameters": _PROJECTION,
+                "requestBody": {"required": True, "content": _content(_ref("Group"))},
+                "responses": {
+                    "201": group,
+                    "409": _error("displayName taken"),
+                    **_ERRORS,
+                    **_WRITE_ERRORS,
+                },
+            },
+        },
+        "/Groups/.search": {
+            "post": {
+                "requestBody": {"required": True, "content": _content(_ref("SearchRequest"))},
+                "responses": {"200": listing, **_ERRORS, **_WRITE_ERRORS},
+            }
+        },
+        "/Groups/{id}": {
+            "parameters": [_ID],
+            "get": {
+                "parameters": _PROJECTION,
+                "responses": {"200": group, "404": _error("No such group"), **_ERRORS},
+            },
+            "put": {
+                "parameters": [*_PROJECTION, _IF_MATCH],
+                "requestBody": {"required": True, "content": _content(_ref("Group"))},
+                "responses": {"200": group, **changed},
+            },
+            "patch": {
+                "parameters": [*_PROJECTION, _IF_MATCH],
+                "requestBody": {"required": True, "content": _content(_ref("PatchOp"))},
+                "responses": {
+                    "200": group,
+                    "204": {"description": "Applied (no projection asked for)"},
+                    **changed,
+                },
+            },
+            "delete": {
+                "parameters": [_IF_MATCH],
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    "404": _error("No such group"),
+                    "412": _error("If-Match did not match"),
+                    **_ERRORS,
+                },
+            },
+        },
+    }
 
 
 @cache
@@ -310,6 +402,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            **_group_paths(),
             "/Bulk": {
                 "post": {
                     "requestBody": {"required": True, "content": _content(_ref("BulkRequest"))},

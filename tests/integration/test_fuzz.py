@@ -5,9 +5,10 @@ the filter compiler against scim2-models' in-memory evaluation.
    ASGI), generates valid and invalid requests for every documented
    operation, sends each with the tenant's bearer token and requires: no 5xx,
    a documented status code, the documented content type and a body matching
-   the documented schema. Users are created first and the ``{id}`` path
-   parameter is one of theirs half of the time, so GET, PUT, PATCH and DELETE
-   /Users/{id} reach real users, not only 404.
+   the documented schema. Users (and groups of them) are created first and
+   the ``{id}`` path parameter is one of theirs half of the time, so GET,
+   PUT, PATCH and DELETE /Users/{id} and /Groups/{id} reach real resources,
+   not only 404.
 
 2. hypothesis builds random filter syntax trees over userName, title, active
    and emails (and/or/not, every operator, values with LIKE and JSON
@@ -59,6 +60,13 @@ OPERATIONS = [
     ("PUT", "/Users/{id}"),
     ("PATCH", "/Users/{id}"),
     ("DELETE", "/Users/{id}"),
+    ("GET", "/Groups"),
+    ("POST", "/Groups"),
+    ("POST", "/Groups/.search"),
+    ("GET", "/Groups/{id}"),
+    ("PUT", "/Groups/{id}"),
+    ("PATCH", "/Groups/{id}"),
+    ("DELETE", "/Groups/{id}"),
     ("POST", "/Bulk"),
     ("GET", "/ServiceProviderConfig"),
     ("GET", "/ResourceTypes"),
@@ -115,12 +123,33 @@ def _seed(schema: schemathesis.BaseSchema, auth: dict[str, str]) -> list[str]:
     return ids
 
 
+def _seed_groups(
+    schema: schemathesis.BaseSchema, auth: dict[str, str], user_ids: list[str]
+) -> list[str]:
+    ids = []
+    for number in range(4):
+        body = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": f"Seed group {number}",
+            "members": [{"value": user_id} for user_id in user_ids[number:]],
+        }
+        case = schema["/Groups"]["POST"].Case(
+            body=body, headers=auth, media_type="application/scim+json"
+        )
+        response = case.call()
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[" ".join(o) for o in OPERATIONS])
 def test_every_operation_answers_as_documented(
     fuzz_schema: schemathesis.BaseSchema, tenant: TenantHandle, method: str, path: str
 ) -> None:
     auth = {"Authorization": f"Bearer {tenant.token}"}
     ids = _seed(fuzz_schema, auth)
+    if path.startswith("/Groups"):
+        ids = _seed_groups(fuzz_schema, auth, ids)
     operation = fuzz_schema[path][method]
 
     def cases(mode: schemathesis.GenerationMode) -> st.SearchStrategy[schemathesis.Case]:
