@@ -4,7 +4,11 @@ A ``Notification`` row is written (status ``pending``) and committed before
 the SMTP conversation, then marked ``sent``. A task that runs twice finds the
 row and does not send again; a worker that dies between sending and marking
 sends again on retry (email is at least once: a duplicate beats a leaver
-alert that never arrives).
+alert that never arrives). Two copies of a task running *at the same time*
+(a redelivery, a sweep re-publish) do not both send: the sender takes a
+short lease (``sending_until``) in the committed transaction before SMTP,
+and the other copy leaves the email to it; a lease that outlives its sender
+(a crash mid-send) expires and the email is sent again.
 
 Joiners and ordinary changes are not emailed one by one: each becomes a
 ``DigestItem``, and a periodic task folds a tenant's pending items into one
@@ -56,6 +60,8 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     created_at: Mapped[created_at]
     sent_at: Mapped[datetime | None]
+    # Held by the task sending this email right now (see the module docstring).
+    sending_until: Mapped[datetime | None]
 
 
 class DigestItem(Base):

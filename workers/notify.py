@@ -250,7 +250,11 @@ def _notify_one(event_id: int) -> str:
         return outcome
     # The row is committed before SMTP: a crash from here on resends, never skips.
     notification_id, email, completes_run = pending
-    _deliver(email)
+    try:
+        _deliver(email)
+    except Exception:
+        _release(notification_id)
+        raise
     with session_scope() as session:
         _mark_sent(session, notification_id)
         if completes_run:
@@ -308,10 +312,11 @@ def _alert(
     outcome: str,
 ) -> tuple[str, Pending]:
     notification_id = _record_once(session, tenant, event, email, kind)
-    if notification_id is None:  # already sent by an earlier run
+    if notification_id == SENT:  # by an earlier run
         claim_run(session, event.id, Effect.notify)
         settle_if_complete(session, event)
-        return "already sent", None
+    if isinstance(notification_id, str):
+        return notification_id, None  # sent, or being sent: that copy settles it
     return outcome, (notification_id, email, True)
 
 
@@ -344,7 +349,7 @@ def _hold(session: Session, event: ProvisioningEvent, tenant: Tenant) -> tuple[s
         tenant.slug, tenant.notify_email, f"https://{tenant.slug}.{settings.base_domain}/staff"
     )
     notification_id = _record_once(session, tenant, event, email, NotificationKind.guard_tripped)
-    if notification_id is None:
+    if isinstance(notification_id, str):
         return "held by the mass-deprovision guard", None
     return "held; admins alerted", (notification_id, email, False)
 
@@ -366,14 +371,22 @@ def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant
     return "queued for digest" if tenant.notify_email else "no notification address"
 
 
+# Longer than any SMTP conversation (20 s timeouts, workers/mail.py), shorter
+# than the relay's sweep: a sender that died mid-send is replaced in time.
+SEND_LEASE = timedelta(minutes=2)
+SENT = "already sent"
+BEING_SENT = "being sent by another task"
+
+
 def _record_once(
     session: Session,
     tenant: Tenant,
     event: ProvisioningEvent,
     email: Email,
     kind: NotificationKind,
-) -> uuid.UUID | None:
-    """The pending notification's id, or None when this alert was already sent."""
+) -> uuid.UUID | str:
+    """The notification's id, with the lease to send it now; or ``SENT`` /
+    ``BEING_SENT`` when this copy of the task must not send it."""
     session.execute(
         pg_insert(Notification)
         .values(
@@ -392,7 +405,32 @@ def _record_once(
             Notification.recipient == email.to,
         )
     ).one()
-    return None if row.status == "sent" else row.id
+    if row.status == "sent":
+        return SENT
+    leased = session.scalar(
+        update(Notification)
+        .where(
+            Notification.id == row.id,
+            Notification.status != "sent",
+            or_(Notification.sending_until.is_(None), Notification.sending_until < func.now()),
+        )
+        .values(sending_until=func.now() + SEND_LEASE)
+        .returning(Notification.id)
+    )
+    return leased if leased is not None else BEING_SENT
+
+
+def _release(notification_id: uuid.UUID) -> None:
+    """Give the lease back after a failed send, so the retry may send at once."""
+    try:
+        with session_scope() as session:
+            session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id, Notification.status != "sent")
+                .values(sending_until=None)
+            )
+    except TRANSIENT:
+        log.warning("could not release the send lease of %s; it expires by itself", notification_id)
 
 
 # --- digests ------------------------------------------------------------------

@@ -7,11 +7,13 @@ processes, a private Redis and an SMTP server we can make refuse mail.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,6 +77,9 @@ class ScriptedSmtp:
     refuse_at: str | None = None
     reply: str = ""
     controller: Controller | None = None
+    # While set, DATA waits on it: a message in flight, held mid-send.
+    gate: threading.Event | None = None
+    data_started: int = 0
 
     @property
     def url(self) -> str:
@@ -105,6 +110,9 @@ class ScriptedSmtp:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started += 1
+        if self.gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 60)
         if self.refuse_at == "DATA":
             self.refusals.append(self.reply)
             return self.reply
@@ -507,6 +515,48 @@ def settled_event(db: Engine, event: int) -> bool:
     )
 
 
+async def test_two_copies_of_a_leaver_alert_task_at_once_send_one_email(
+    database_url: str, db: Engine, client: httpx2.AsyncClient, pipeline: Pipeline
+) -> None:
+    """A redelivery or a sweep re-publish can run while the first copy is
+    still talking to SMTP: the second copy must leave the email to it."""
+    from celery import Celery
+
+    ok(database_url, "tenant", "set", "acme", "--notify-email", ADMINS)
+    await leaver_with_an_asset(database_url, client, "lee@acme.test", "LAPTOP-7")
+    leaver_event = event_id(db, "lee@acme.test", "user.deactivated")
+    pipeline.smtp.gate = threading.Event()
+    worker = pipeline.start("worker", WORKER_CONCURRENCY="2")
+    app = Celery(broker=pipeline.redis.url)
+    for copy in ("first", "second"):
+        app.send_task(
+            "simpleams.notify.on_event",
+            kwargs={"event_ids": [leaver_event]},
+            task_id=f"{leaver_event}:notify:{copy}",
+            queue="notify",
+        )
+
+    def second_copy_done() -> bool:
+        return bool(re.search(r"on_event\[[^\]]+\] succeeded .*being sent", worker.output()))
+
+    # The first copy is held mid-DATA; the second either sends too (the bug)
+    # or finishes without sending.
+    wait_for(
+        lambda: pipeline.smtp.data_started >= 2 or second_copy_done(),
+        "the second copy to send or to step aside",
+    )
+    pipeline.smtp.gate.set()
+    wait_for(
+        lambda: (
+            scalar(db, "SELECT status FROM notifications WHERE event_id = :id", id=leaver_event)
+            == "sent"
+        ),
+        "the alert recorded as sent",
+    )
+    assert pipeline.smtp.data_started == 1
+    assert len(pipeline.smtp.leaver_alerts()) == 1
+
+
 @pytest.mark.parametrize(
     ("stage", "reply"),
     [
@@ -680,9 +730,8 @@ async def test_a_transient_email_failure_is_retried_until_the_server_accepts(
     ok(database_url, "tenant", "set", "acme", "--notify-email", ADMINS)
     worker = pipeline.start("worker")
     # As in production (600 s against retry_backoff_max 300 s), the sweep
-    # waits longer than any retry countdown: the pipeline's 3 s is shorter
-    # than the jittered 4-8 s countdowns here, and a sweep re-publishing the
-    # retrying task ran a second copy that sent the alert twice (1 run in 3).
+    # waits longer than any retry countdown, so the retries counted below are
+    # Celery's own (two copies at once: test_two_copies_of_a_leaver_alert...).
     pipeline.start("relay", SIMPLEAMS_SWEEP_AFTER_SECONDS="60")
 
     await leaver_with_an_asset(database_url, client, "lee@acme.test", "LAPTOP-7")
