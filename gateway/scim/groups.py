@@ -227,10 +227,9 @@ async def replace_group(request: Request) -> Response:
         current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
         check_if_match(request, current.version)
         members = await _resolve_new_members(conn, who.tenant_id, data.members)
-        row = await group_store.update_group(
-            conn, current.id, {"display_name": data.display_name, "external_id": data.external_id}
-        )
-        joined, left = await group_store.set_members(conn, row.id, members)
+        joined, left = await group_store.set_members(conn, current.id, members)
+        values = {"display_name": data.display_name, "external_id": data.external_id}
+        row = await _new_version(conn, current, values, joined | left)
         await _record_update(conn, who, current, row, joined, left)
         touched = joined | left | (set(members) if _renamed(current, row) else set())
         await group_store.recompute_roles(conn, who, touched)
@@ -245,17 +244,17 @@ async def patch_group(request: Request) -> Response:
     async with writing(engine(request)) as conn:
         current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
         check_if_match(request, current.version)
-        row = await group_store.update_group(conn, current.id, changes.values)
         if changes.replaced_members is not None:
             members = await _resolve_new_members(conn, who.tenant_id, changes.final_members())
-            joined, left = await group_store.set_members(conn, row.id, members)
+            joined, left = await group_store.set_members(conn, current.id, members)
         else:
             added = await _resolve_new_members(conn, who.tenant_id, changes.added())
             # Removing someone who is not a member (or not a user) changes nothing:
             # an IdP retrying a remove must not get an error.
             removed = await group_store.resolve_users(conn, who.tenant_id, changes.removed())
-            joined = await group_store.add_members(conn, row.id, added)
-            left = await group_store.remove_members(conn, row.id, set(removed.values()))
+            joined = await group_store.add_members(conn, current.id, added)
+            left = await group_store.remove_members(conn, current.id, set(removed.values()))
+        row = await _new_version(conn, current, changes.values, joined | left)
         await _record_update(conn, who, current, row, joined, left)
         touched = joined | left
         if _renamed(current, row):
@@ -265,6 +264,17 @@ async def patch_group(request: Request) -> Response:
         if not projection.given:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return await _single(conn, row, request, projection)
+
+
+async def _new_version(
+    conn: AsyncConnection, current: Any, values: dict[str, Any], moved: set[uuid.UUID]
+) -> Any:
+    """The group after a write: a new version if anything changed, else as it was
+    (as for users, a write that changes nothing keeps the version and ETag)."""
+    different = {name: value for name, value in values.items() if getattr(current, name) != value}
+    if not different and not moved:
+        return current
+    return await group_store.update_group(conn, current.id, different)
 
 
 def _attribute_changes(before: Any, after: Any) -> dict[str, list[Any]]:

@@ -426,8 +426,14 @@ async def test_group_changes_are_provisioning_events(
             {"op": "remove", "path": f'members[value eq "{ana}"]'},
         ),
     )
-    # Nothing changes: no event.
-    await client.patch(ops, json=patch({"op": "add", "path": "members", "value": [{"value": ben}]}))
+    # Nothing changes: no event, and the version (ETag) stays.
+    before = (await client.get(ops)).json()["meta"]["version"]
+    same = await client.patch(
+        ops, json=patch({"op": "add", "path": "members", "value": [{"value": ben}]})
+    )
+    assert same.headers["etag"] == before
+    put_same = {"schemas": [GROUP], "displayName": "Operations", "members": [{"value": ben}]}
+    assert (await client.put(ops, json=put_same)).json()["meta"]["version"] == before
     assert (await client.delete(ops)).status_code == 204
 
     with db.connect() as conn:
