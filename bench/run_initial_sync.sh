@@ -8,6 +8,26 @@ USERS=${1:-3000}; CONCURRENCY=${2:-16}; RUNS=${3:-3}; PORT=${PORT:-8801}
 export DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/simpleams_bench
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/14}
 PSQL="psql -h 127.0.0.1 -U root -d simpleams_bench -tAc"
+# CPU seconds (user + system) used so far by a process and its descendants
+# (uvicorn's or celery's worker processes), from /proc (clock ticks).
+cpu_seconds_of_tree() {
+  local pids=("$1") ticks=0 i=0 pid
+  while [ "$i" -lt "${#pids[@]}" ]; do
+    # shellcheck disable=SC2207  # pgrep prints one pid per line
+    pids+=($(pgrep -P "${pids[$i]}" || true)); i=$((i + 1))
+  done
+  for pid in "${pids[@]}"; do
+    ticks=$(( ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
+}
+cpu_seconds_of_postgres() {
+  local ticks=0 pid
+  for pid in $(pgrep -x postgres); do
+    ticks=$(( ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
+}
 for run in $(seq 1 "$RUNS"); do
   psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS simpleams_bench WITH (FORCE)" \
     -c "CREATE DATABASE simpleams_bench"
@@ -27,9 +47,17 @@ for run in $(seq 1 "$RUNS"); do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
   echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0} ${WORKER_ARGS:-} ${WEB_ARGS:-}"
   echo "  web memory (RSS) before the sync: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
+  postgres_cpu_before=$(cpu_seconds_of_postgres)
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT/scim/v2" --token "$token" \
     --users "$USERS" --concurrency "$CONCURRENCY"
   echo "  web memory (RSS) after the sync and paged read: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
+  # Where the 2 cores went during the sync and paged read (CPU seconds; a
+  # process's figure includes its children, e.g. uvicorn's or celery's workers).
+  cpu="  CPU seconds: web $(cpu_seconds_of_tree "${pids[0]}")"
+  if [ "${EFFECTS:-0}" = 1 ]; then
+    cpu="$cpu, relay $(cpu_seconds_of_tree "${pids[1]}"), worker $(cpu_seconds_of_tree "${pids[2]}")"
+  fi
+  echo "$cpu, postgres $(echo "$(cpu_seconds_of_postgres) - $postgres_cpu_before" | bc) (its live backends)"
   if [ "${EFFECTS:-0}" = 1 ]; then
     echo "  outbox at the end of the sync: $($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL") events unsettled"
     start=$(date +%s.%N); deadline=$(( $(date +%s) + ${CATCH_UP_SECONDS:-900} ))

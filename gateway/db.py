@@ -2,8 +2,9 @@
 
 The hot paths use SQLAlchemy Core on an ``AsyncConnection`` (about 1.5x the
 ORM's throughput here, DEPENDENCIES.md). Round trips to PostgreSQL are the
-main cost of a SCIM request, so single-statement reads run in autocommit (no
-BEGIN/ROLLBACK around a lookup) and writes open one short READ COMMITTED
+main cost of a SCIM request, so single statements run in autocommit (no
+BEGIN/ROLLBACK around a lookup; the common create is one statement that is
+its own transaction) and other writes open one short READ COMMITTED
 transaction. A connection is checked out only around database work, after
 the request body has been read and validated: a client that sends its body
 slowly must not hold a pooled connection other tenants need. Data functions
@@ -55,7 +56,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 @asynccontextmanager
 async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection in autocommit, for single-statement reads."""
+    """A connection in autocommit, for single-statement reads, and for a write
+    that is one statement (each statement commits on its own)."""
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn

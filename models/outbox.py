@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     bindparam,
     insert,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -162,7 +163,7 @@ class SideEffectRun(Base):
     finished_at: Mapped[created_at]
 
 
-def event_insert() -> CTE:
+def event_insert(after: CTE | None = None) -> CTE:
     """The INSERT of one event as a CTE, to ride along with the write it records.
 
     ``write.add_cte(event_insert())``, executed with ``event_parameters(...)``
@@ -170,6 +171,10 @@ def event_insert() -> CTE:
     one round trip instead of two, and they commit (or fail) together. Every
     value is an explicit ``event_*`` parameter, never a column name, so the
     write's own parameters cannot leak into the event.
+
+    :param after: a data-modifying CTE that may write nothing (an INSERT …
+        SELECT … WHERE); the event is inserted once per row it returns, so
+        a write that did not happen records no event.
     """
     table = ProvisioningEvent.__table__
     names = (
@@ -183,8 +188,15 @@ def event_insert() -> CTE:
         "actor_user_agent",
         "request_id",
     )
-    values = {name: bindparam(f"event_{name}", type_=table.c[name].type) for name in names}
-    return insert(ProvisioningEvent).values(values).cte("provisioning_event")
+    if after is None:
+        values = {name: bindparam(f"event_{name}", type_=table.c[name].type) for name in names}
+        return insert(ProvisioningEvent).values(values).cte("provisioning_event")
+    # The psycopg dialect casts each typed parameter (``%(event_kind)s::VARCHAR``),
+    # so PostgreSQL knows their types in a SELECT list too.
+    selected = select(
+        *(bindparam(f"event_{name}", type_=table.c[name].type) for name in names)
+    ).select_from(after)
+    return insert(ProvisioningEvent).from_select(names, selected).cte("provisioning_event")
 
 
 def event_parameters(

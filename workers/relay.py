@@ -56,7 +56,8 @@ log = logging.getLogger("simpleams.relay")
 BROKER_ERRORS = (KombuOperationalError, RedisError, ConnectionError, TimeoutError)
 DATABASE_ERRORS = (SQLAlchemyOperationalError, psycopg.OperationalError, psycopg.InterfaceError)
 CHANNEL = "provisioning_events"
-# How long the relay waits before asking the broker again while holding back.
+# How long the relay waits before asking the broker again while holding back
+# for the workers.
 HOLD_BACK_PAUSE = 0.05
 
 
@@ -102,7 +103,9 @@ class CeleryPublisher:
                 )
 
     def waiting(self) -> int:
-        with self.app.connection_for_read() as connection:
+        # From the broker pool: a new connection per call was most of the
+        # relay's CPU while it held back (it asks every HOLD_BACK_PAUSE).
+        with self.app.pool.acquire(block=True) as connection:
             channel = connection.default_channel
             total = 0
             for queue in QUEUES:
@@ -119,6 +122,8 @@ class Relay:
     :param publisher: where tasks go (Celery in production, a fake in unit tests).
     :param batch_size: events claimed per transaction.
     :param sweep_after: re-publish events still unsettled this long after publishing.
+    :param linger_seconds: while events keep arriving, publish at most this
+        often (an event after a quiet spell is published at once).
     :param max_waiting: hold new events back while this many tasks wait in the
         broker (0: publish as soon as events arrive).
     :param max_hold_seconds: but never longer than this since the last publish.
@@ -129,10 +134,12 @@ class Relay:
     publisher: Publisher
     batch_size: int = 500
     sweep_after: timedelta = timedelta(minutes=5)
+    linger_seconds: float = 0.0
     max_waiting: int = 0
     max_hold_seconds: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _last_publish: float = field(default=float("-inf"), init=False)
+    _last_claim_full: bool = field(default=False, init=False)
 
     def drain_once(self) -> int:
         """Publish one batch of unpublished events; returns how many."""
@@ -143,24 +150,32 @@ class Relay:
         )
         if published:
             self._last_publish = self.clock()
+        self._last_claim_full = published >= self.batch_size
         return published
 
-    def holding_back(self) -> bool:
-        """Whether to let the outbox collect a bigger batch instead of publishing now.
+    def hold_back_for(self) -> float:
+        """How long to let the outbox collect a bigger batch before publishing (0: now).
 
-        While the workers still have tasks queued, publishing each new event
-        at once only makes tiny batches (one task per event and effect, which
-        is what kept them from keeping up with an initial sync). Waiting
-        until the queues run low lets the next claim take many events, and
-        so a task does a hundred events' work in one transaction. Bounded by
-        ``max_hold_seconds``, so a slow queue (SMTP down, the notify tasks
-        retrying) delays the other effects by at most that.
+        Publishing each event as it arrives makes tiny batches: during an
+        initial sync, one task per few events and effect, and a task's fixed
+        cost (the broker, Celery's bookkeeping, a transaction of half a dozen
+        statements) then costs the workers more CPU than the events' own
+        work, CPU the gateway needs on the same machine. So:
+
+        - while events keep arriving, publish at most every ``linger_seconds``
+          (a lone update after a quiet spell goes out at once, a backlog that
+          fills whole claims goes out back to back);
+        - while the workers still have ``max_waiting`` tasks queued, wait for
+          them to run low, for at most ``max_hold_seconds`` since the last
+          publish, so a slow queue (SMTP down, notify tasks retrying) delays
+          the other effects by at most that.
         """
-        if not self.max_waiting:
-            return False
-        if self.clock() - self._last_publish >= self.max_hold_seconds:
-            return False
-        return self.publisher.waiting() >= self.max_waiting
+        since = self.clock() - self._last_publish
+        if since < self.linger_seconds and not self._last_claim_full:
+            return self.linger_seconds - since
+        if not self.max_waiting or since >= self.max_hold_seconds:
+            return 0.0
+        return HOLD_BACK_PAUSE if self.publisher.waiting() >= self.max_waiting else 0.0
 
     def sweep_once(self) -> int:
         """Publish again events whose effects have not all finished in time.
@@ -229,6 +244,7 @@ def run(settings: WorkerSettings) -> None:
         engine,
         CeleryPublisher(app, batch_size=settings.effect_batch_size),
         sweep_after=timedelta(seconds=settings.sweep_after_seconds),
+        linger_seconds=settings.relay_linger_ms / 1000,
         max_waiting=settings.relay_max_waiting,
     )
     stopping = False
@@ -246,8 +262,9 @@ def run(settings: WorkerSettings) -> None:
         try:
             if listener is None and settings.relay_listen:
                 listener = Listener(settings.database_url)
-            if relay.holding_back():
-                time.sleep(HOLD_BACK_PAUSE)  # a rate limit: let the next batch grow
+            pause = relay.hold_back_for()
+            if pause:
+                time.sleep(pause)  # a rate limit: let the next batch grow
                 continue
             published = relay.drain_once()
             if time.monotonic() >= next_sweep:

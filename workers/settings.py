@@ -37,9 +37,11 @@ class WorkerSettings:
     relay_poll_seconds: float = 1.0
     # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds (see BENCHMARKS.md).
     relay_listen: bool = True
-    # Events per side-effect task, and how many tasks may wait in the broker
-    # before the relay lets the next batch grow (workers/relay.py).
+    # Events per side-effect task; while events keep coming, how often the
+    # relay publishes; and how many tasks may wait in the broker before the
+    # relay lets the next batch grow (workers/relay.py).
     effect_batch_size: int = 100
+    relay_linger_ms: int = 250
     relay_max_waiting: int = 6
 
     @classmethod
@@ -67,6 +69,9 @@ class WorkerSettings:
             relay_listen=env.get("SIMPLEAMS_RELAY_LISTEN", "1").lower() not in ("0", "false", "no"),
             effect_batch_size=max(
                 1, int(env.get("SIMPLEAMS_EFFECT_BATCH_SIZE", defaults.effect_batch_size))
+            ),
+            relay_linger_ms=max(
+                0, int(env.get("SIMPLEAMS_RELAY_LINGER_MS", defaults.relay_linger_ms))
             ),
             relay_max_waiting=max(
                 0, int(env.get("SIMPLEAMS_RELAY_MAX_WAITING", defaults.relay_max_waiting))

@@ -218,8 +218,13 @@ async def create_user(request: Request) -> Response:
     projection = _projection(request)
     data = parse_user(await read_json(request))
     who = actor(request)
-    async with writing(engine(request)) as conn:
-        row = await store.create(conn, who, data, source=idp_of(who.user_agent))
+    source = idp_of(who.user_agent)
+    # Almost every create is of someone new: one autocommitted statement.
+    async with reading(engine(request)) as conn:
+        row = await store.create_if_new(conn, who, data, source)
+    if row is None:  # a userName or email is taken, live (409) or deleted (a re-hire)
+        async with writing(engine(request)) as conn:
+            row = await store.create(conn, who, data, source)
     return _single(row, request, projection, status=201, location=True)
 
 

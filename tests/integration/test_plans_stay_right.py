@@ -143,11 +143,19 @@ async def test_creates_check_uniqueness_through_the_unique_indexes_after_growth(
         now = scans(fresh_db)
         delta = {name: now[name] - before.get(name, 0) for name in now}
         # Each create looks for a live and a deleted namesake by userName and email.
-        return delta if sum(delta.values()) >= 40 else None
+        return delta if sum(delta.values()) >= 80 else None
 
     delta = wait_for(counted, "the creates' scans to be counted", timeout=20)
     used = {name: count for name, count in delta.items() if count}
     assert delta["seq"] == 0 and delta.get("ix_users_live_created", 0) == 0, used
+    # One probe per key and state, each on its own index.
+    for index in (
+        "uq_users_tenant_username",
+        "uq_users_tenant_email",
+        "ix_users_deleted_username",
+        "ix_users_deleted_email",
+    ):
+        assert delta[index] >= 20, used
 
 
 async def test_the_gateway_analyses_a_table_a_sync_has_grown(

@@ -24,7 +24,7 @@ from models.outbox import EFFECTS, EventKind
 from tests.conftest import user_body
 from tests.integration.pipeline import RedisServer
 from workers.app import app as production_app
-from workers.relay import CeleryPublisher, Listener, Relay
+from workers.relay import HOLD_BACK_PAUSE, CeleryPublisher, Listener, Relay
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 
@@ -292,29 +292,64 @@ async def test_the_relay_holds_new_events_back_while_the_workers_have_queued_wor
     publisher = FakePublisher()
     relay = Relay(engines(), publisher, max_waiting=6, max_hold_seconds=1.0, clock=clock)
     publisher.queued = 50
-    assert not relay.holding_back()  # nothing published yet: nothing to wait for
+    assert relay.hold_back_for() == 0  # nothing published yet: nothing to wait for
 
     await create_users(client, 1)
     assert relay.drain_once() == 1
     publisher.queued = 5
-    assert not relay.holding_back()  # the workers are running low: publish
+    assert relay.hold_back_for() == 0  # the workers are running low: publish
     publisher.queued = 6
-    assert relay.holding_back()
+    assert relay.hold_back_for() == HOLD_BACK_PAUSE
     await create_users(client, 3, prefix="later")
     clock.now += 0.9
-    assert relay.holding_back()
+    assert relay.hold_back_for() == HOLD_BACK_PAUSE
     clock.now += 0.1
-    assert not relay.holding_back()  # held for max_hold_seconds: publish anyway
+    assert relay.hold_back_for() == 0  # held for max_hold_seconds: publish anyway
     assert relay.drain_once() == 3
     assert publisher.batches == [1, 3]
-    assert relay.holding_back()  # the clock restarts with each publish
+    assert relay.hold_back_for() == HOLD_BACK_PAUSE  # the clock restarts with each publish
 
 
-def test_a_relay_without_max_waiting_never_holds_back(engines: Callable[..., Engine]) -> None:
+async def test_while_events_keep_coming_the_relay_publishes_at_most_once_per_linger(
+    client: httpx2.AsyncClient, db: Engine, engines: Callable[..., Engine]
+) -> None:
+    """Linger makes batches without slowing a lone update: the first event
+    after a quiet spell goes out at once, the ones right behind it wait for
+    the rest of linger_seconds and go out together; a full claim (a backlog)
+    is followed by the next one at once."""
+    clock = FakeClock()
+    publisher = FakePublisher(queued=0)
+    relay = Relay(engines(), publisher, batch_size=3, linger_seconds=0.25, clock=clock)
+    assert relay.hold_back_for() == 0
+
+    await create_users(client, 1)
+    assert relay.drain_once() == 1  # a lone update: at once
+    await create_users(client, 2, prefix="right-behind")
+    clock.now += 0.1
+    assert relay.hold_back_for() == pytest.approx(0.15)
+    clock.now += 0.15
+    assert relay.hold_back_for() == 0
+    assert relay.drain_once() == 2
+    assert publisher.batches == [1, 2]
+
+    await create_users(client, 5, prefix="backlog")
+    clock.now += 0.25
+    assert relay.drain_once() == 3  # a full claim...
+    assert relay.hold_back_for() == 0  # ...so more is waiting: no linger
+    assert relay.drain_once() == 2
+    assert relay.hold_back_for() == pytest.approx(0.25)
+    clock.now += 10  # a quiet spell
+    assert relay.hold_back_for() == 0
+    assert publisher.batches == [1, 2, 3, 2]
+
+
+def test_a_relay_without_max_waiting_or_linger_never_holds_back(
+    engines: Callable[..., Engine],
+) -> None:
     publisher = FakePublisher(queued=10_000)
     relay = Relay(engines(), publisher, clock=FakeClock())
-    assert relay.max_waiting == 0
-    assert not relay.holding_back()
+    assert relay.max_waiting == 0 and relay.linger_seconds == 0
+    assert relay.hold_back_for() == 0
 
 
 def timed_wait(listener: Listener, timeout: float, ready: threading.Event) -> float:
