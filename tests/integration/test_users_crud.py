@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from tests.conftest import SCIM_JSON, user_body
 
@@ -175,6 +175,32 @@ async def test_rehire_after_delete_restores_the_same_staff_record_under_a_new_sc
     # RFC 7644 §3.6: the deleted id keeps answering 404.
     assert (await client.get(f"/Users/{first['id']}")).status_code == 404
     assert [e.kind for e in events(db)] == ["user.created", "user.deleted", "user.restored"]
+
+
+async def test_a_create_of_someone_new_is_one_statement_in_autocommit(
+    app: Any, client: httpx2.AsyncClient, db: Engine
+) -> None:
+    """The initial sync's common case costs one round trip (BENCHMARKS.md, "A
+    create in one statement"); the user and its event still commit together."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "scim_credentials" not in statement:  # authentication's, not the create's
+            seen.append((statement, conn.get_execution_options().get("isolation_level")))
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        created = await client.post("/Users", json=user_body("one@acme.test"))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert created.status_code == 201
+    assert len(seen) == 1, [sql for sql, _ in seen]
+    statement, isolation = seen[0]
+    assert statement.startswith("WITH new_user AS") and isolation == "AUTOCOMMIT"
+    assert [e.kind for e in events(db)] == ["user.created"]
+    assert str(staff_row(db, "one@acme.test").scim_id) == created.json()["id"]
 
 
 async def test_create_colliding_with_a_live_user_is_409_naming_the_attribute(
