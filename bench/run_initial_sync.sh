@@ -21,11 +21,16 @@ cpu_seconds_of_tree() {
   done
   echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
 }
+# PostgreSQL's CPU seconds so far: its live processes, plus the backends that
+# have exited (the postmaster's reaped children: a gateway that opens and
+# closes connections leaves most of its database CPU there).
 cpu_seconds_of_postgres() {
-  local ticks=0 pid
+  local ticks=0 pid postmaster
+  postmaster=$(pgrep -x -o postgres)
   for pid in $(pgrep -x postgres); do
     ticks=$(( ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
   done
+  ticks=$(( ticks + $(awk '{print $16 + $17}' "/proc/$postmaster/stat") ))
   echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
 }
 for run in $(seq 1 "$RUNS"); do
@@ -57,7 +62,8 @@ for run in $(seq 1 "$RUNS"); do
   if [ "${EFFECTS:-0}" = 1 ]; then
     cpu="$cpu, relay $(cpu_seconds_of_tree "${pids[1]}"), worker $(cpu_seconds_of_tree "${pids[2]}")"
   fi
-  echo "$cpu, postgres $(echo "$(cpu_seconds_of_postgres) - $postgres_cpu_before" | bc) (its live backends)"
+  echo "$cpu, postgres $(echo "$(cpu_seconds_of_postgres) - $postgres_cpu_before" | bc)"
+  echo "  database sessions opened: $($PSQL "SELECT sessions FROM pg_stat_database WHERE datname = 'simpleams_bench'")"
   if [ "${EFFECTS:-0}" = 1 ]; then
     echo "  outbox at the end of the sync: $($PSQL "SELECT count(*) FROM provisioning_events WHERE settled_at IS NULL") events unsettled"
     start=$(date +%s.%N); deadline=$(( $(date +%s) + ${CATCH_UP_SECONDS:-900} ))

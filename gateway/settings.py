@@ -19,8 +19,13 @@ class Settings:
     :param base_domain: tenants are served at ``https://SLUG.<base_domain>/scim/v2``.
     :param public_scheme: the scheme IdPs use to reach us (``meta.location``).
     :param max_body_bytes: requests larger than this get 413.
-    :param db_pool_size: connections per gateway process; 2 to 16 made no
-        difference on 2 cores (DEPENDENCIES.md), so keep it small.
+    :param db_pool_size: connections per gateway process; at least
+        ``scim_requests_in_progress``, since each request in progress may hold
+        one. With fewer, at load the pool opens and closes an overflow
+        connection for most requests, and every new session costs PostgreSQL
+        a backend start and its statements prepared again (BENCHMARKS.md,
+        "Pool size": 175-188 sessions and +30 % PostgreSQL CPU per 3,000-user
+        sync at 4, against 16 at 12).
     :param db_statement_timeout_ms: bound every statement so a stuck query
         answers an error long before Okta's 60 s timeout.
     :param auth_failures_per_minute: failed authentications one client address
@@ -44,7 +49,7 @@ class Settings:
     base_domain: str = "simpleams.co.uk"
     public_scheme: str = "https"
     max_body_bytes: int = 1_048_576
-    db_pool_size: int = 4
+    db_pool_size: int = 12
     db_statement_timeout_ms: int = 10_000
     auth_failures_per_minute: int = 20
     admin_session_hours: int = 12
@@ -62,7 +67,7 @@ class Settings:
             base_domain=env.get("SIMPLEAMS_BASE_DOMAIN", "simpleams.co.uk").lower().strip("."),
             public_scheme=env.get("SIMPLEAMS_PUBLIC_SCHEME", "https"),
             max_body_bytes=int(env.get("SIMPLEAMS_MAX_BODY_BYTES", "1048576")),
-            db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "4")),
+            db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "12")),
             db_statement_timeout_ms=int(env.get("SIMPLEAMS_DB_STATEMENT_TIMEOUT_MS", "10000")),
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
