@@ -1,22 +1,16 @@
 """Bearer token -> tenant, for everything under /scim/v2.
 
-Tokens look like ``sams_scim_<40 base62 chars><6-char checksum>``: the prefix
-lets secret scanners recognise a leaked one, the checksum lets them tell a
-real token from a lookalike without asking us. We store only SHA-256 of the
+The token's format is gateway/tokens.py's. We store only SHA-256 of the
 token, look the credential up by that hash, and compare with
 ``hmac.compare_digest``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import re
-import secrets
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
@@ -29,13 +23,11 @@ from gateway.fairness import TenantShares
 from gateway.scim import errors
 from gateway.settings import Settings
 from gateway.throttle import FailedAuthThrottle
+from gateway.tokens import hash_token, is_well_formed
 from models.tenants import Plan, ScimCredential, Tenant
 
 log = logging.getLogger("simpleams.gateway.auth")
 
-TOKEN_PREFIX = "sams_scim_"  # noqa: S105 - a public prefix, not a secret
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}[0-9A-Za-z]{{46}}$")
 # last_used_at is written at most this often per credential and process:
 # recording every request would add a write to every IdP call.
 LAST_USED_RESOLUTION_SECONDS = 60.0
@@ -55,32 +47,6 @@ _CREDENTIAL = (
     .where(ScimCredential.token_hash == bindparam("token_hash"))
     .where(ScimCredential.revoked_at.is_(None))
 )
-
-
-def generate_token() -> str:
-    body = "".join(secrets.choice(_BASE62) for _ in range(40))
-    return TOKEN_PREFIX + body + _checksum(body)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def display_prefix(token: str) -> str:
-    return token[: len(TOKEN_PREFIX) + 4]
-
-
-def _checksum(body: str) -> str:
-    value = zlib.crc32(body.encode())
-    digits = []
-    for _ in range(6):
-        value, digit = divmod(value, 62)
-        digits.append(_BASE62[digit])
-    return "".join(reversed(digits))
-
-
-def is_well_formed(token: str) -> bool:
-    return bool(_TOKEN_RE.match(token)) and _checksum(token[len(TOKEN_PREFIX) : -6]) == token[-6:]
 
 
 def _client_address(scope: Scope) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.scim.schema import is_email_address
+from gateway.addresses import is_email_address
 from gateway.tenancy import OperatorError, tenant_id_for
 from models.audit import AuditEntry
 from models.checkouts import CheckoutRefused, check_in, check_out

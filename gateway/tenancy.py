@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.auth import display_prefix, generate_token, hash_token
+from gateway.tokens import display_prefix, generate_token, hash_token
 from models.tenants import Plan, ScimCredential, Tenant
 
 

@@ -1,23 +1,8 @@
 """The admin pages: sign-in, Settings → Integrations → SCIM 2.0, staff, activity.
 
 Server-rendered (Jinja2) by the gateway process; a little JavaScript for copy
-buttons and the activity page's refresh, and nothing that needs a build.
+buttons and the activity page's refresh, and nothing that needs a build. The
+pages' routes are in gateway/admin/routes.py; this package itself imports
+nothing, so that the ``simpleams`` command can use gateway/admin/accounts.py
+without loading the pages.
 """
-
-from __future__ import annotations
-
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
-
-from gateway.admin import activity, scim_settings, sign_in, staff
-from gateway.admin.pages import HERE
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        *sign_in.routes,
-        *scim_settings.routes,
-        *staff.routes,
-        *activity.routes,
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-    ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway.addresses import is_email_address
 from gateway.admin.passwords import WeakPassword, check_strength, hash_password
-from gateway.scim.schema import is_email_address
 from gateway.tenancy import OperatorError, tenant_id_for
 from models.admins import Admin, AdminSession
 

@@ -17,7 +17,6 @@ RFC reading, and why:
 - ``password`` is never stored: SimpleAMS users sign in through SAML SSO.
 """
 
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
@@ -38,6 +37,7 @@ from scim2_models import (
 from scim2_models import Email as CoreEmail
 from scim2_models import User as CoreUser
 
+from gateway.addresses import is_email_address
 from gateway.scim import errors
 
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -69,14 +69,9 @@ class EnterpriseUser(Extension):
     manager: Manager | None = None
 
 
-_ADDRESS_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 # Values that go into unique B-tree indexes must stay well under PostgreSQL's
 # index row limit (~2.7 kB); no directory has userNames or emails this long.
 MAX_INDEXED_LENGTH = 512
-
-
-def is_email_address(value: str) -> bool:
-    return bool(_ADDRESS_RE.match(value))
 
 
 def _address_like(value: str | None) -> str | None:

@@ -47,7 +47,7 @@ async def test_missing_or_malformed_tokens_get_401(
 async def test_an_unknown_well_formed_token_gets_401(
     anonymous: httpx2.AsyncClient, tenant: TenantHandle
 ) -> None:
-    from gateway.auth import generate_token
+    from gateway.tokens import generate_token
 
     assert_401(
         await anonymous.get("/Users", headers={"Authorization": f"Bearer {generate_token()}"})
@@ -150,7 +150,7 @@ async def test_only_the_token_hash_is_stored(tenant: TenantHandle, db: Engine) -
 async def test_repeated_bad_tokens_get_429_but_a_valid_token_is_never_throttled(
     app: Any, tenant: TenantHandle
 ) -> None:
-    from gateway.auth import generate_token
+    from gateway.tokens import generate_token
 
     def client_from(address: str) -> httpx2.AsyncClient:
         transport = httpx2.ASGITransport(app=app, client=(address, 40000))

@@ -9,7 +9,7 @@ import httpx2
 from sqlalchemy import Engine
 
 from gateway.admin import accounts
-from gateway.auth import generate_token
+from gateway.tokens import generate_token
 from tests.conftest import TenantHandle, make_tenant, user_body
 from tests.integration.live_server import running_gateway
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.auth import (
+from gateway.tokens import (
     TOKEN_PREFIX,
     display_prefix,
     generate_token,
