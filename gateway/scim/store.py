@@ -281,6 +281,15 @@ async def page_by_cursor(
     return rows
 
 
+def _person_keys(*, by_email: bool) -> list[ColumnElement[bool]]:
+    """userName (and email) equal to the ``user_name`` (``email``) parameter,
+    with lower() on both sides, exactly as the unique indexes have it."""
+    keys = [func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String))]
+    if by_email:
+        keys.append(func.lower(c.email) == func.lower(bindparam("email", type_=String)))
+    return keys
+
+
 def _same_person(*, by_email: bool) -> Any:
     """The live and deleted users a create collides with or restores.
 
@@ -292,9 +301,7 @@ def _same_person(*, by_email: bool) -> Any:
     (tests/integration/test_plans_stay_right.py). A person found by both
     keys comes back twice, which changes nothing in create().
     """
-    keys = [func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String))]
-    if by_email:
-        keys.append(func.lower(c.email) == func.lower(bindparam("email", type_=String)))
+    keys = _person_keys(by_email=by_email)
     lookups = [
         select(*_COLUMNS)
         .where(c.tenant_id == bindparam("tenant_id"), key, state)
@@ -345,9 +352,7 @@ def _create_if_new(*, by_email: bool) -> Any:
     statement"). When it inserts nothing, create() takes the careful path.
     Each probe is an equality on exactly one index, as in _same_person.
     """
-    keys = [func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String))]
-    if by_email:
-        keys.append(func.lower(c.email) == func.lower(bindparam("email", type_=String)))
+    keys = _person_keys(by_email=by_email)
     nobody = and_(
         *(
             ~exists().where(c.tenant_id == bindparam("user_tenant_id"), key, state)
@@ -401,23 +406,10 @@ async def create_if_new(
     with, in one statement; None when someone does (then ``create()`` decides
     between 409 and a re-hire). ``conn`` is in autocommit: the statement is
     the transaction, and the user and its event commit together."""
-    if data.document.get("active") is None:
-        data.document["active"] = True  # RFC 7643 §4.1.1: new users are active unless told
-    columns = indexed_columns(data.document)
+    columns = _new_user_columns(data)
     statement = _CREATE_IF_NEW_BY_NAME_OR_EMAIL if columns["email"] else _CREATE_IF_NEW_BY_NAME
-    user_id = uuid.uuid4()
-    values = {
-        **columns,
-        "tenant_id": actor.tenant_id,
-        "scim_id": uuid.uuid4(),
-        "id": user_id,
-        "attributes": data.document,
-        "source": source,
-    }
-    event = _event(actor, user_id, EventKind.user_created, diff({}, data.document), data)
     parameters = {
-        **_user_parameters(values),
-        **event,
+        **_new_user_parameters(actor, data, columns, source),
         "user_name": columns["user_name"],
         "email": columns["email"],
     }
@@ -434,9 +426,7 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     userName / externalId), and every live user, deactivated ones included,
     answers that lookup. README, "Creating a user who already exists".
     """
-    if data.document.get("active") is None:
-        data.document["active"] = True  # RFC 7643 §4.1.1: new users are active unless told
-    columns = indexed_columns(data.document)
+    columns = _new_user_columns(data)
     lookup = _SAME_PERSON_BY_NAME_OR_EMAIL if columns["email"] else _SAME_PERSON_BY_NAME
     candidates = (
         await conn.execute(
@@ -453,6 +443,19 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
     if candidates:
         return await _restore(conn, actor, _rehired(candidates, columns), data, columns)
+    return await _write(conn, _CREATE_USER, _new_user_parameters(actor, data, columns, source))
+
+
+def _new_user_columns(data: UserInput) -> dict[str, Any]:
+    if data.document.get("active") is None:
+        data.document["active"] = True  # RFC 7643 §4.1.1: new users are active unless told
+    return indexed_columns(data.document)
+
+
+def _new_user_parameters(
+    actor: Actor, data: UserInput, columns: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """The user row and ``user.created`` event of a new user (both create statements)."""
     user_id = uuid.uuid4()
     values = {
         **columns,
@@ -463,7 +466,7 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
         "source": source,
     }
     event = _event(actor, user_id, EventKind.user_created, diff({}, data.document), data)
-    return await _write(conn, _CREATE_USER, {**_user_parameters(values), **event})
+    return {**_user_parameters(values), **event}
 
 
 def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow:
