@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# pytest processes for `make test` (pytest-xdist); TEST_PROCESSES=0 runs in this one.
+TEST_PROCESSES ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -38,7 +40,7 @@ test: install browser ## Run the whole test suite: ruff, mypy --strict, then pyt
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist worksteal
 
 .PHONY: format
 format: install ## Format and autofix

@@ -1089,7 +1089,14 @@ async def test_detail_shows_checkout_history_and_audit_trail(
 
 
 @pytest.mark.parametrize(
-    "user_id", ["not-a-uuid", "123", str(uuid.uuid4()), "00000000-0000-0000-0000-00000000000g"]
+    # A fixed unknown id: test ids must be the same in every pytest-xdist worker.
+    "user_id",
+    [
+        "not-a-uuid",
+        "123",
+        "5f0c1a52-2b7e-4d7a-9c3e-0d6a1f2b3c4d",
+        "00000000-0000-0000-0000-00000000000g",
+    ],
 )
 async def test_detail_of_an_unknown_or_malformed_id_is_404(
     signed_in: httpx2.AsyncClient, user_id: str
