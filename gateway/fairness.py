@@ -9,8 +9,11 @@ of a large tenant's: 12x its latency alone in bench/two_tenants.py.
 
 So each process lets ``budget`` SCIM requests be in progress and splits it
 evenly between the tenants that have requests in it: one tenant alone gets
-all of it (a handful of requests in progress keeps a process busy), two get
-half each, and so on, never less than one. Requests beyond their tenant's
+all of it, two get half each, and so on, never less than one. The budget is
+small (4 by default) because 4 requests in progress keep a process as busy
+as 12 do, while each one more makes every other request wait longer: a
+small tenant's p99 during a large tenant's sync is 2.9x its p99 alone with
+4, 7x with 12 (BENCHMARKS.md, "Requests in progress"). Requests beyond their tenant's
 part wait, in the order they came, before any work is done for them. A
 tenant is named by its credential's hash, known before any database work.
 Measured in BENCHMARKS.md, "Two tenants".

@@ -37,7 +37,9 @@ class Settings:
     :param scim_requests_in_progress: SCIM requests one web process works on
         at once, split evenly between the tenants sending them; the rest
         wait their turn, so a large tenant's sync cannot crowd out the
-        others (gateway/fairness.py). 0 means no limit.
+        others (gateway/fairness.py). 4 keep one process as busy as 12 do
+        (BENCHMARKS.md, "Requests in progress"), and each one more in
+        progress adds to every other's wait. 0 means no limit.
     :param credential_cache: remember which tenant each token belongs to,
         forgetting on PostgreSQL's change notifications (gateway/credentials.py).
     :param analyze: refresh the planner statistics of the tables a sync grows
@@ -54,7 +56,7 @@ class Settings:
     auth_failures_per_minute: int = 20
     admin_session_hours: int = 12
     sign_in_failures: int = 10
-    scim_requests_in_progress: int = 12
+    scim_requests_in_progress: int = 4
     credential_cache: bool = True
     analyze: bool = True
 
@@ -72,7 +74,7 @@ class Settings:
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
             sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
-            scim_requests_in_progress=int(env.get("SIMPLEAMS_SCIM_REQUESTS_IN_PROGRESS", "12")),
+            scim_requests_in_progress=int(env.get("SIMPLEAMS_SCIM_REQUESTS_IN_PROGRESS", "4")),
             credential_cache=env.get("SIMPLEAMS_CREDENTIAL_CACHE", "1").lower()
             not in ("0", "false", "no"),
             analyze=env.get("SIMPLEAMS_ANALYZE", "1").lower() not in ("0", "false", "no"),
