@@ -19,7 +19,7 @@ import time
 import uuid
 
 import httpx2
-from sqlalchemy import create_engine, literal_column, select, text
+from sqlalchemy import ColumnClause, create_engine, literal_column, select, text
 
 from gateway import tenancy
 from gateway.admin import accounts
@@ -60,7 +60,7 @@ def seed(database_url: str, users: int) -> tuple[str, str, str, uuid.UUID, list[
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE users"))
         conn.execute(text("VACUUM ANALYZE provisioning_events"))
-        key = literal_column(STAFF_SORT_KEY)
+        key: ColumnClause[str] = literal_column(STAFF_SORT_KEY)
         # Positions 1, 10, 100, 1,000 and the last page deep, for `after` cursors.
         depths = [50 * page for page in (10, 100, 1000) if 50 * page < users]
         cursors = []

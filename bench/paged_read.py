@@ -123,7 +123,8 @@ def main() -> None:
         raise SystemExit("startIndex import returned a user twice")
     summary("startIndex (Okta)", timings, seen, total)
 
-    timings, seen, cursor = [], 0, ""
+    cursor: str | None = ""
+    timings, seen = [], 0
     while cursor is not None:
         took, body = timed(http, {"cursor": cursor, "count": PAGE})
         timings.append(took)
