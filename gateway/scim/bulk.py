@@ -1,14 +1,15 @@
 """/Bulk (RFC 7644 §3.7): many operations in one request, each as if sent alone.
 
-Every operation is dispatched to the /Users endpoints in turn, with the
-caller's authentication, so it gets exactly the validation, semantics and
-transaction it would get on its own: one committed write (and its
-provisioning event) per successful operation, nothing for a failed one. The
+Every operation is dispatched to the /Users or /Groups endpoints in turn,
+with the caller's authentication, so it gets exactly the validation,
+semantics and transaction it would get on its own: one committed write (and
+its provisioning event) per successful operation, nothing for a failed one. The
 request as a whole answers 200 with each operation's status; it is not
 atomic (RFC 7644 §3.7 does not ask it to be).
 
-- ``bulkId``: a POST names the user it creates; a later operation may refer to
-  it as ``bulkId:NAME`` in its path or anywhere in its data. A reference to a
+- ``bulkId``: a POST names the user or group it creates; a later operation may
+  refer to it as ``bulkId:NAME`` in its path or anywhere in its data (a
+  group's ``members``, as in RFC 7644 §3.7.2, or a user's ``manager``). A reference to a
   bulkId that has not been created (yet, or because its POST failed) fails
   that operation with 409 ``invalidValue``.
 - ``failOnErrors``: processing stops after that many failed operations; the
@@ -31,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import Message
 
-from gateway.scim import errors, users
+from gateway.scim import errors, groups, users
 from gateway.scim.http import base_url, read_json, scim_json
 
 BULK_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -44,12 +45,13 @@ _BULK_ID = "bulkId:"
 _targets = Router(
     routes=[
         route
-        for route in users.routes
-        if isinstance(route, Route) and route.path in ("/Users", "/Users/{user_id}")
+        for route in [*users.routes, *groups.routes]
+        if isinstance(route, Route)
+        and route.path in ("/Users", "/Users/{user_id}", "/Groups", "/Groups/{group_id}")
     ],
     redirect_slashes=False,
 )
-_PATH = re.compile(r"^/Users(?:/(?P<id>[^/?#]+))?$")
+_PATH = re.compile(r"^/(?:Users|Groups)(?:/(?P<id>[^/?#]+))?$")
 
 
 async def bulk(request: Request) -> Response:
@@ -138,9 +140,9 @@ def _parse(
     target = _PATH.match(path) if path else None
     if target is None or target["id"] == ".search" or (method == "POST") != (target["id"] is None):
         raise errors.InvalidValue(
-            "'path' must be /Users for a POST and /Users/{id} (or /Users/bulkId:NAME) for "
-            "PUT, PATCH and DELETE; only Users are provisioned, and searches are not "
-            "bulk operations."
+            "'path' must be /Users or /Groups for a POST, and /Users/{id} or /Groups/{id} "
+            "(or /Users/bulkId:NAME, /Groups/bulkId:NAME) for PUT, PATCH and DELETE; "
+            "searches are not bulk operations."
         )
     version = operation.get("version")
     if version is not None and not isinstance(version, str):
@@ -162,7 +164,7 @@ def _resolve(value: Any, created: dict[str, str]) -> Any:
                 name = part[len(_BULK_ID) :]
                 if name not in created:
                     raise errors.UnresolvedBulkId(
-                        f"bulkId {name!r} does not name a user created earlier in this request "
+                        f"bulkId {name!r} does not name a resource created earlier in this request "
                         "(a later operation, or one that failed)."
                     )
                 parts[i] = created[name]
@@ -177,7 +179,7 @@ def _resolve(value: Any, created: dict[str, str]) -> Any:
 async def _dispatch(
     request: Request, method: str, path: str, data: Any, version: str | None
 ) -> tuple[int, dict[str, str], bytes]:
-    """Run one operation through the /Users routes; its status, headers and body."""
+    """Run one operation through the /Users or /Groups routes; its status, headers and body."""
     body = orjson.dumps(data) if data is not None else b""
     headers = [
         (name, value)

@@ -20,6 +20,8 @@ BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def bulk_body(operations: Any, **extra: Any) -> dict[str, Any]:
@@ -215,6 +217,110 @@ async def test_bulk_id_references_are_resolved_in_the_returned_resources(
     boss_id = results[0]["location"].rsplit("/", 1)[1]
     report = await client.get(results[1]["location"].removeprefix("http://localhost/scim/v2"))
     assert report.json()[ENTERPRISE]["manager"]["value"] == boss_id
+
+
+def group(bulk_id: str, name: str, *members: str) -> dict[str, Any]:
+    return {
+        "method": "POST",
+        "bulkId": bulk_id,
+        "path": "/Groups",
+        "data": {
+            "schemas": [GROUP],
+            "displayName": name,
+            "members": [{"value": m} for m in members],
+        },
+    }
+
+
+async def test_groups_and_their_members_in_one_bulk_as_in_rfc_7644_3_7_2(
+    client: httpx2.AsyncClient, db: Engine
+) -> None:
+    add_carol = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": "bulkId:carol"}]}],
+    }
+    results = await bulk(
+        client,
+        [
+            create("alice", "alice@acme.test"),
+            create("bob", "bob@acme.test"),
+            group("guides", "Tour Guides", "bulkId:alice", "bulkId:bob"),
+            create("carol", "carol@acme.test"),
+            {"method": "PATCH", "path": "/Groups/bulkId:guides", "data": add_carol},
+            group("temp", "Temporary", "bulkId:carol"),
+            {"method": "DELETE", "path": "/Groups/bulkId:temp"},
+            # A reference to a user that was never created fails that operation
+            # alone, and so does a reference to the group it would have made.
+            group("ghosts", "Ghosts", "bulkId:nobody"),
+            {"method": "PATCH", "path": "/Groups/bulkId:ghosts", "data": add_carol},
+        ],
+    )
+
+    assert [r["status"] for r in results] == [
+        *["201"] * 4,
+        "204",
+        "201",
+        "204",
+        "409",
+        "409",
+    ]
+    for failed in results[7:]:
+        assert_op_error(failed, 409, "invalidValue")
+        assert "nobody" in failed["response"]["detail"] or "ghosts" in failed["response"]["detail"]
+    ids = {
+        r["bulkId"]: r["location"].rsplit("/", 1)[1]
+        for r in results
+        if "bulkId" in r and r["status"] == "201"
+    }
+    assert results[2]["location"] == f"http://localhost/scim/v2/Groups/{ids['guides']}"
+    assert results[2]["version"].startswith('W/"')
+    assert results[4]["location"] == results[2]["location"]
+
+    guides = (await client.get(f"/Groups/{ids['guides']}")).json()
+    assert sorted(m["value"] for m in guides["members"]) == sorted(
+        [ids["alice"], ids["bob"], ids["carol"]]
+    )
+    alice = (await client.get(f"/Users/{ids['alice']}")).json()
+    assert [(g["value"], g["display"]) for g in alice["groups"]] == [(ids["guides"], "Tour Guides")]
+    assert (await client.get(f"/Groups/{ids['temp']}")).status_code == 404
+    assert event_kinds(db).count("group.created") == 2
+    assert event_kinds(db).count("group.deleted") == 1
+
+
+async def test_another_tenants_bulk_cannot_touch_a_group_or_make_its_users_members(
+    client: httpx2.AsyncClient, app: Any, db: Engine
+) -> None:
+    victim = (await client.post("/Users", json=user_body("vic@acme.test"))).json()
+    created = await client.post(
+        "/Groups",
+        json={"schemas": [GROUP], "displayName": "Ops", "members": [{"value": victim["id"]}]},
+    )
+    assert created.status_code == 201, created.text
+    ops = created.json()
+    intruder = make_tenant(db, "globex")
+    rename = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "replace", "value": {"displayName": "X"}}],
+    }
+    theirs = f"/Groups/{ops['id']}"
+    async with other_client(app, intruder) as globex:
+        results = await bulk(
+            globex,
+            [
+                {"method": "PATCH", "path": theirs, "data": rename},
+                {"method": "PUT", "path": theirs, "data": {"schemas": [GROUP], "displayName": "X"}},
+                {"method": "DELETE", "path": theirs},
+                group("mine", "Mine", victim["id"]),
+            ],
+        )
+    for result in results[:3]:
+        assert_op_error(result, 404, None)
+    assert_op_error(results[3], 400, "invalidValue")
+    assert victim["id"] in results[3]["response"]["detail"]
+    after = (await client.get(theirs)).json()
+    assert after["displayName"] == "Ops"
+    assert [m["value"] for m in after["members"]] == [victim["id"]]
+    assert event_kinds(db, "globex") == []
 
 
 async def test_a_successful_bulk_response_matches_the_published_schema(
@@ -432,7 +538,7 @@ async def test_invalid_operations_fail_alone_and_write_nothing(
         {"method": "HEAD", "path": "/Users"},
         {"method": None, "path": "/Users", "bulkId": "n", "data": data},
         {"path": "/Users", "bulkId": "m", "data": data},
-        {"method": "POST", "bulkId": "grp", "path": "/Groups", "data": data},
+        {"method": "POST", "bulkId": "me", "path": "/Me", "data": data},
         {"method": "POST", "bulkId": "blk", "path": "/Bulk", "data": bulk_body([A_VALID_POST])},
         {"method": "POST", "bulkId": "rel", "path": "Users", "data": data},
         {"method": "POST", "bulkId": "url", "path": "http://localhost/scim/v2/Users", "data": data},
@@ -448,7 +554,7 @@ async def test_invalid_operations_fail_alone_and_write_nothing(
         {"method": "PATCH", "path": "/Users/bulkId:first", "data": "active=false"},
         {"method": "PATCH", "path": "/Users/bulkId:first", "data": DEACTIVATE, "version": 1},
         {"method": "DELETE", "path": "Users/bulkId:first"},
-        {"method": "DELETE", "path": "/Groups/bulkId:first"},
+        {"method": "DELETE", "path": "/Me/bulkId:first"},
         create("last", "last@acme.test"),
     ]
     results = await bulk(client, operations)
@@ -457,13 +563,13 @@ async def test_invalid_operations_fail_alone_and_write_nothing(
     expected: list[tuple[int, str | None]] = [
         *[(400, "invalidSyntax")] * 4,  # not objects
         *[(400, "invalidValue")] * 5,  # GET, GET, HEAD, method null, no method
-        *[(400, "invalidValue")] * 6,  # /Groups, /Bulk, relative, absolute URL, no path, null
+        *[(400, "invalidValue")] * 6,  # /Me, /Bulk, relative, absolute URL, no path, null
         *[(400, "invalidValue")] * 3,  # POST without a (usable) bulkId
         (201, None),
         (400, "invalidValue"),  # duplicate bulkId
         *[(400, "invalidSyntax")] * 3,  # POST/PATCH without an object as data
         (400, "invalidValue"),  # version not a string
-        *[(400, "invalidValue")] * 2,  # DELETE off /Users
+        *[(400, "invalidValue")] * 2,  # DELETE off /Users and /Groups
         (201, None),
     ]
     for operation, result, (status, scim_type) in zip(operations, results, expected, strict=True):
