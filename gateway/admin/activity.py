@@ -12,9 +12,9 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import desc, func, select
+from sqlalchemy import Select, desc, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -25,9 +25,12 @@ from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
 from gateway.tenancy import OperatorError
+from models.groups import Group
 from models.outbox import EFFECTS, EventKind, ProvisioningEvent, RunStatus, SideEffectRun
 from models.tenants import Tenant
 from models.users import User
+
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
 
 WINDOW_MINUTES = 10
 RECENT_EVENTS = 50
@@ -48,6 +51,30 @@ KIND_VERBS = {
     EventKind.user_deleted.value: "deleted",
     EventKind.user_restored.value: "restored",
 }
+GROUP_KIND_VERBS = {
+    EventKind.group_created.value: "created",
+    EventKind.group_updated.value: "updated",
+    EventKind.group_deleted.value: "deleted",
+}
+# What an event is about, for the tables: a person (their email, else their
+# userName) or a group (its name; a deleted group's last name, which its
+# delete event keeps). Outer joins, so that a group's events are listed too.
+_SUBJECT = (
+    ProvisioningEvent.user_id,
+    ProvisioningEvent.group_id,
+    User.email,
+    User.user_name,
+    func.coalesce(Group.display_name, ProvisioningEvent.changes["displayName"][0].astext).label(
+        "group_name"
+    ),
+)
+
+
+def _with_subject(query: _Query) -> _Query:
+    """``query`` (which has provisioning_events in its FROM) joined to what each event is about."""
+    return query.outerjoin(User, User.id == ProvisioningEvent.user_id).outerjoin(
+        Group, Group.id == ProvisioningEvent.group_id
+    )
 
 
 @dataclass(frozen=True)
@@ -57,20 +84,31 @@ class EffectState:
     error: str | None
 
 
-async def _summary(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, dict[str, int]]:
+async def _summary(
+    conn: AsyncConnection, tenant_id: uuid.UUID
+) -> dict[str, list[tuple[int, str, str]]]:
+    """Per IdP, (count, "user" or "group", verb): "Okta: 3 users created, 1 group updated"."""
     rows = await conn.execute(
         select(ProvisioningEvent.actor_idp, ProvisioningEvent.kind, func.count())
         .where(
             ProvisioningEvent.tenant_id == tenant_id,
             ProvisioningEvent.occurred_at >= func.now() - timedelta(minutes=WINDOW_MINUTES),
-            ProvisioningEvent.user_id.is_not(None),  # "N users created": people, not groups
         )
         .group_by(ProvisioningEvent.actor_idp, ProvisioningEvent.kind)
     )
-    by_idp: dict[str, dict[str, int]] = defaultdict(dict)
-    for idp, kind, count in rows:
-        by_idp[IDP_LABELS.get(idp, idp)][KIND_VERBS.get(kind, kind)] = count
+    by_idp: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for idp, kind, count in sorted(rows, key=lambda row: _kind_order(row.kind)):
+        if kind in GROUP_KIND_VERBS:
+            by_idp[IDP_LABELS.get(idp, idp)].append((count, "group", GROUP_KIND_VERBS[kind]))
+        else:
+            by_idp[IDP_LABELS.get(idp, idp)].append((count, "user", KIND_VERBS.get(kind, kind)))
     return dict(sorted(by_idp.items()))
+
+
+def _kind_order(kind: str) -> int:
+    # People first, in their lifecycle's order, then groups.
+    order = [*KIND_VERBS, *GROUP_KIND_VERBS]
+    return order.index(kind) if kind in order else len(order)
 
 
 async def _effect_counts(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, int]:
@@ -94,21 +132,19 @@ async def _effect_counts(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[st
 
 
 async def _recent(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    query = _with_subject(
+        select(
+            ProvisioningEvent.id,
+            ProvisioningEvent.kind,
+            ProvisioningEvent.occurred_at,
+            ProvisioningEvent.actor_idp,
+            ProvisioningEvent.settled_at,
+            *_SUBJECT,
+        ).select_from(ProvisioningEvent)
+    )
     events = (
         await conn.execute(
-            select(
-                ProvisioningEvent.id,
-                ProvisioningEvent.kind,
-                ProvisioningEvent.occurred_at,
-                ProvisioningEvent.actor_idp,
-                ProvisioningEvent.settled_at,
-                ProvisioningEvent.user_id,
-                User.email,
-                User.user_name,
-                User.display_name,
-            )
-            .join(User, User.id == ProvisioningEvent.user_id)
-            .where(ProvisioningEvent.tenant_id == tenant_id)
+            query.where(ProvisioningEvent.tenant_id == tenant_id)
             .order_by(desc(ProvisioningEvent.occurred_at), desc(ProvisioningEvent.id))
             .limit(RECENT_EVENTS)
         )
@@ -141,22 +177,23 @@ async def _recent(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str,
 
 
 async def _failed(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[Any]:
+    # A group's failed side effect is listed too: the "failed" count and
+    # "Retry all" include it, so the table must show it.
+    query = _with_subject(
+        select(
+            SideEffectRun.event_id,
+            SideEffectRun.effect,
+            SideEffectRun.attempts,
+            SideEffectRun.error,
+            SideEffectRun.finished_at,
+            ProvisioningEvent.kind,
+            *_SUBJECT,
+        ).join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
+    )
     return list(
         (
             await conn.execute(
-                select(
-                    SideEffectRun.event_id,
-                    SideEffectRun.effect,
-                    SideEffectRun.attempts,
-                    SideEffectRun.error,
-                    SideEffectRun.finished_at,
-                    ProvisioningEvent.kind,
-                    User.email,
-                    User.user_name,
-                )
-                .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
-                .join(User, User.id == ProvisioningEvent.user_id)
-                .where(SideEffectRun.status == RunStatus.failed.value)
+                query.where(SideEffectRun.status == RunStatus.failed.value)
                 .where(ProvisioningEvent.tenant_id == tenant_id)
                 .order_by(desc(SideEffectRun.finished_at))
                 .limit(100)
@@ -176,7 +213,9 @@ async def _live_context(request: Request, admin: AdminContext) -> dict[str, Any]
         ).one()
         return {
             "section": "activity",
-            "kind_labels": {kind: verb.capitalize() for kind, verb in KIND_VERBS.items()},
+            "kind_labels": {
+                kind: verb.capitalize() for kind, verb in {**KIND_VERBS, **GROUP_KIND_VERBS}.items()
+            },
             "window_minutes": WINDOW_MINUTES,
             "refresh_seconds": REFRESH_SECONDS,
             "summary": await _summary(conn, admin.tenant_id),

@@ -1144,6 +1144,60 @@ async def test_activity_summarises_recent_changes_by_idp_with_pending_effects(
     assert live.headers["cache-control"] == "no-store"
 
 
+async def test_group_changes_are_on_the_activity_page_with_their_failed_side_effects(
+    db: Engine, idp: httpx2.AsyncClient, signed_in: httpx2.AsyncClient
+) -> None:
+    ann = await provision(idp, "ann@acme.test")
+    group = "urn:ietf:params:scim:schemas:core:2.0:Group"
+    ops = await idp.post(
+        "/Groups",
+        json={"schemas": [group], "displayName": "Ops", "members": [{"value": ann["id"]}]},
+    )
+    rename = {"Operations": [{"op": "replace", "value": {"displayName": "Operations"}}]}
+    assert (await idp.patch(f"/Groups/{ops.json()['id']}", json=rename)).status_code == 204
+    temp = await idp.post("/Groups", json={"schemas": [group], "displayName": "Temp"})
+    assert (await idp.delete(f"/Groups/{temp.json()['id']}")).status_code == 204
+    (deleted_event,) = (
+        r.id for r in rows(db, "SELECT id FROM provisioning_events WHERE kind = 'group.deleted'")
+    )
+    with db.begin() as conn:
+        conn.execute(text("UPDATE provisioning_events SET published_at = now()"))
+        conn.execute(
+            insert(SideEffectRun),
+            [
+                {
+                    "event_id": deleted_event,
+                    "effect": "audit",
+                    "status": "failed",
+                    "attempts": 8,
+                    "error": "OperationalError: the database restarted",
+                }
+            ],
+        )
+
+    page = await signed_in.get("/activity")
+
+    summary = page.text.split('id="summary-heading"', 1)[1].split("</ul>", 1)[0]
+    by_idp = dict(re.findall(r"<li><strong>([^<]+):</strong>\s*([^<]*)</li>", summary))
+    assert by_idp == {
+        "Okta": "1 user created, 2 groups created, 1 group updated, 1 group deleted"
+    }, summary
+    recent = page.text.split('id="recent"', 1)[1].split("</table>", 1)[0]
+    assert recent.count("<tr>") == 1 + 5  # the header, ann and four group changes
+    # A deleted group by the name its delete event keeps; no link (it has no page).
+    assert re.search(r'Temp <span class="muted">\(group\)</span></td>\s*<td>Deleted</td>', recent)
+    assert re.search(
+        r'Operations <span class="muted">\(group\)</span></td>\s*<td>Updated</td>', recent
+    )
+    assert "audit: failed" in recent
+    # The failed count includes the group's side effect, so the table lists it, retryable.
+    assert '<span class="stat-value">1</span> side effect failed' in page.text
+    failed = page.text.split('id="failed"', 1)[1].split("</table>", 1)[0]
+    assert 'Temp <span class="muted">(group)</span>' in failed
+    assert "the database restarted" in failed
+    assert f'value="{deleted_event}:audit"' in failed
+
+
 async def test_a_failed_side_effect_is_listed_and_retried(
     db: Engine, idp: httpx2.AsyncClient, signed_in: httpx2.AsyncClient
 ) -> None:
