@@ -19,8 +19,13 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu.entity import Exchange, Queue
 
+from workers import broker
 from workers.routing import DIGEST_TASK, QUEUES
 from workers.settings import settings
+
+# redis:// and rediss:// broker URLs use our transport (workers/broker.py),
+# in every process that imports this app: worker, relay, beat and Flower.
+broker.use_for_redis_urls()
 
 app = Celery("simpleams", include=["workers.audit", "workers.checkout_lock", "workers.notify"])
 app.conf.update(
