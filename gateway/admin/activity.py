@@ -57,16 +57,21 @@ GROUP_KIND_VERBS = {
     EventKind.group_deleted.value: "deleted",
 }
 # What an event is about, for the tables: a person (their email, else their
-# userName) or a group (its name; a deleted group's last name, which its
-# delete event keeps). Outer joins, so that a group's events are listed too.
+# userName) or a group (its name). Groups are deleted for real, so for a
+# deleted group's events the name is the one the event itself recorded (a
+# create or rename's new name, a delete's last name); an event that recorded
+# none (a membership change) shows as a deleted group. Outer joins, so that
+# a group's events are listed too.
 _SUBJECT = (
     ProvisioningEvent.user_id,
     ProvisioningEvent.group_id,
     User.email,
     User.user_name,
-    func.coalesce(Group.display_name, ProvisioningEvent.changes["displayName"][0].astext).label(
-        "group_name"
-    ),
+    func.coalesce(
+        Group.display_name,
+        ProvisioningEvent.changes["displayName"][1].astext,
+        ProvisioningEvent.changes["displayName"][0].astext,
+    ).label("group_name"),
 )
 
 

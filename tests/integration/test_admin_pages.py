@@ -1156,6 +1156,8 @@ async def test_group_changes_are_on_the_activity_page_with_their_failed_side_eff
     rename = {"Operations": [{"op": "replace", "value": {"displayName": "Operations"}}]}
     assert (await idp.patch(f"/Groups/{ops.json()['id']}", json=rename)).status_code == 204
     temp = await idp.post("/Groups", json={"schemas": [group], "displayName": "Temp"})
+    join = {"Operations": [{"op": "add", "path": "members", "value": [{"value": ann["id"]}]}]}
+    assert (await idp.patch(f"/Groups/{temp.json()['id']}", json=join)).status_code == 204
     assert (await idp.delete(f"/Groups/{temp.json()['id']}")).status_code == 204
     (deleted_event,) = (
         r.id for r in rows(db, "SELECT id FROM provisioning_events WHERE kind = 'group.deleted'")
@@ -1180,12 +1182,17 @@ async def test_group_changes_are_on_the_activity_page_with_their_failed_side_eff
     summary = page.text.split('id="summary-heading"', 1)[1].split("</ul>", 1)[0]
     by_idp = dict(re.findall(r"<li><strong>([^<]+):</strong>\s*([^<]*)</li>", summary))
     assert by_idp == {
-        "Okta": "1 user created, 2 groups created, 1 group updated, 1 group deleted"
+        "Okta": "1 user created, 2 groups created, 2 groups updated, 1 group deleted"
     }, summary
     recent = page.text.split('id="recent"', 1)[1].split("</table>", 1)[0]
-    assert recent.count("<tr>") == 1 + 5  # the header, ann and four group changes
-    # A deleted group by the name its delete event keeps; no link (it has no page).
+    assert recent.count("<tr>") == 1 + 6  # the header, ann and five group changes
+    # A deleted group's events by the name each recorded (its delete keeps the
+    # last one); a membership change recorded none. No link: groups have no page.
     assert re.search(r'Temp <span class="muted">\(group\)</span></td>\s*<td>Deleted</td>', recent)
+    assert re.search(r'Temp <span class="muted">\(group\)</span></td>\s*<td>Created</td>', recent)
+    deleted_group = r'A deleted group <span class="muted">\(group\)</span></td>\s*<td>Updated</td>'
+    assert re.search(deleted_group, recent)
+    assert "None" not in recent
     assert re.search(
         r'Operations <span class="muted">\(group\)</span></td>\s*<td>Updated</td>', recent
     )
