@@ -11,8 +11,8 @@ Everything needed to diagnose a failure lands in the artifacts directory
 ``screenshots/<test>-<step>.png`` of each important page state, and on
 failure ``screenshots/<test>-failure.png``, ``traces/<test>.zip`` (open with
 ``playwright show-trace``) and ``logs/<test>-gateway.log``, the gateway's
-log lines written during that test. ``logs/browser-gateway.log`` is the
-gateway log of the whole session.
+log lines written during that test. ``logs/browser-gateway-gwN.log`` is the
+gateway log of the whole session of pytest-xdist process gwN (``-main`` without xdist).
 
 Playwright's sync API is used from plain (non-async) tests and fixtures: the
 session's asyncio loop (pytest-asyncio) is not running while they run. While
@@ -109,7 +109,9 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="package")
 def site(database_url: str, artifacts: Path) -> Iterator[Site]:
-    log_path = artifacts / "logs" / "browser-gateway.log"
+    # One log per pytest-xdist process (gw0, gw1, ...): each runs its own gateway.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    log_path = artifacts / "logs" / f"browser-gateway-{worker}.log"
     with running_gateway(database_url, log_path) as url:
         yield Site(url, log_path)
 

@@ -118,8 +118,9 @@ def _blocked_worker(db: Engine) -> bool:
         return bool(
             conn.execute(
                 text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                    "'simpleams-worker:%' AND wait_event_type = 'Lock'"
+                    # This database's worker only: other pytest-xdist processes run theirs.
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'simpleams-worker:%' AND wait_event_type = 'Lock'"
                 )
             ).scalar_one()
         )

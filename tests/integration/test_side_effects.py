@@ -155,8 +155,10 @@ async def test_a_task_killed_mid_run_runs_again_and_its_effect_happens_once(
         waiting = wait_for(
             lambda: scalar(
                 db,
+                # This database's worker only: other pytest-xdist processes run theirs.
                 "SELECT application_name FROM pg_stat_activity "
-                "WHERE application_name LIKE 'simpleams-worker:%' AND wait_event_type = 'Lock'",
+                "WHERE datname = current_database() "
+                "AND application_name LIKE 'simpleams-worker:%' AND wait_event_type = 'Lock'",
             ),
             "the lock task to block on the checkout row",
         )
