@@ -101,10 +101,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# SQLSTATE classes that mean "PostgreSQL is unavailable right now": connection
-# exceptions, insufficient resources, operator intervention (restart, a
-# statement timeout). The IdP should retry those later.
-_UNAVAILABLE = ("08", "53", "57")
+# SQLSTATE classes that mean "try again shortly": connection exceptions,
+# insufficient resources, operator intervention (restart, a statement
+# timeout), and transaction rollback (PostgreSQL chose this write as a
+# deadlock's victim, or a serialization conflict's: running it again
+# succeeds). The IdP retries a 503 with Retry-After.
+_UNAVAILABLE = ("08", "40", "53", "57")
 # Data exceptions and program limits (a value too long to index): the
 # client's data, so a 400.
 _REFUSED_DATA = ("22", "54")

@@ -238,7 +238,8 @@ async def _dispatch(
 
 def _database_failure(exc: Exception) -> tuple[int, dict[str, str], bytes]:
     """As the gateway answers it alone (gateway/app.py): a value PostgreSQL refuses
-    is that operation's 400; anything else means the database is away (503)."""
+    is that operation's 400; anything else is a 503 to retry (the database is
+    away, or rolled this write back as a deadlock's victim)."""
     sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
     failure: errors.ScimError
     if sqlstate[:2] in ("22", "54"):

@@ -283,3 +283,41 @@ async def test_a_body_nested_as_deep_as_scim_goes_is_accepted(client: httpx2.Asy
     created = await client.post("/Users", json=user_body("deep@acme.test"))
     assert created.status_code == 201
     assert (await client.patch(f"/Users/{created.json()['id']}", json=patch)).status_code == 200
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])  # deadlock, serialization failure
+async def test_a_write_rolled_back_by_a_deadlock_is_503_to_retry_not_500(
+    client: httpx2.AsyncClient, db: Engine, sqlstate: str
+) -> None:
+    # PostgreSQL picks one transaction of a deadlock (or a serialization
+    # conflict) and rolls it back; running it again succeeds. A real error
+    # from PostgreSQL, raised by a trigger for one userName only.
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION roll_back_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.user_name = 'victim@acme.test' THEN "
+                f"RAISE EXCEPTION 'chosen as the deadlock victim' USING ERRCODE = '{sqlstate}'; "
+                "END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER roll_back_one BEFORE INSERT ON users "
+                "FOR EACH ROW EXECUTE FUNCTION roll_back_one()"
+            )
+        )
+    try:
+        response = await client.post("/Users", json=user_body("victim@acme.test"))
+        assert_scim_error(response, 503)
+        assert response.headers["retry-after"] == "5"
+        assert (
+            await client.post("/Users", json=user_body("bystander@acme.test"))
+        ).status_code == 201
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DROP TRIGGER roll_back_one ON users"))
+            conn.execute(text("DROP FUNCTION roll_back_one()"))
+    with db.connect() as conn:
+        names = conn.execute(text("SELECT user_name FROM users")).scalars().all()
+    assert names == ["bystander@acme.test"]
