@@ -56,6 +56,7 @@ GROUP_KIND_VERBS = {
     EventKind.group_updated.value: "updated",
     EventKind.group_deleted.value: "deleted",
 }
+_KIND_ORDER = {kind: n for n, kind in enumerate([*KIND_VERBS, *GROUP_KIND_VERBS])}
 # What an event is about, for the tables: a person (their email, else their
 # userName) or a group (its name). Groups are deleted for real, so for a
 # deleted group's events the name is the one the event itself recorded (a
@@ -102,18 +103,12 @@ async def _summary(
         .group_by(ProvisioningEvent.actor_idp, ProvisioningEvent.kind)
     )
     by_idp: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
-    for idp, kind, count in sorted(rows, key=lambda row: _kind_order(row.kind)):
-        if kind in GROUP_KIND_VERBS:
-            by_idp[IDP_LABELS.get(idp, idp)].append((count, "group", GROUP_KIND_VERBS[kind]))
-        else:
-            by_idp[IDP_LABELS.get(idp, idp)].append((count, "user", KIND_VERBS.get(kind, kind)))
-    return dict(sorted(by_idp.items()))
-
-
-def _kind_order(kind: str) -> int:
     # People first, in their lifecycle's order, then groups.
-    order = [*KIND_VERBS, *GROUP_KIND_VERBS]
-    return order.index(kind) if kind in order else len(order)
+    for idp, kind, count in sorted(rows, key=lambda row: _KIND_ORDER.get(row.kind, 99)):
+        noun = "group" if kind in GROUP_KIND_VERBS else "user"
+        verb = GROUP_KIND_VERBS.get(kind) or KIND_VERBS.get(kind, kind)
+        by_idp[IDP_LABELS.get(idp, idp)].append((count, noun, verb))
+    return dict(sorted(by_idp.items()))
 
 
 async def _effect_counts(conn: AsyncConnection, tenant_id: uuid.UUID) -> dict[str, int]:

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.integration.pipeline import RedisServer
 from workers.app import app
 from workers.broker import Transport
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def test_redis_urls_use_our_transport_and_keep_their_scheme(redis_server: RedisServer) -> None:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import pytest
 
 from tests.integration.live_server import free_port
 from tests.integration.pipeline import RedisServer, procfile_process, wait_for
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def test_the_worker_line_starts_a_celery_worker_that_answers_ping(
