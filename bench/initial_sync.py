@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -19,6 +20,8 @@ from collections import Counter
 from typing import Any
 
 import httpx2
+
+from bench.cpu import Meter, per_user_line, postmaster_pid
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 DEPARTMENTS = ["Engineering", "Sales", "Finance", "Operations", "Support", "Legal"]
@@ -54,7 +57,9 @@ def report(
     )
 
 
-async def initial_sync(http: httpx2.AsyncClient, users: int, concurrency: int, run: str) -> None:
+async def initial_sync(
+    http: httpx2.AsyncClient, users: int, concurrency: int, run: str, meter: Meter
+) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(users):
         queue.put_nowait(n)
@@ -82,10 +87,13 @@ async def initial_sync(http: httpx2.AsyncClient, users: int, concurrency: int, r
             latencies.append(took)
             slices[n * 10 // users].append(took * 1000)
 
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    used = meter.stop()
     report("initial sync", "users", latencies, elapsed, statuses)
+    print(per_user_line(used, users, os.cpu_count() or 1))
     # Each request on its own: the IdP waits this long for one acknowledgement.
     lookup_ms, create_ms = [x * 1000 for x in lookups], [x * 1000 for x in creates]
     print(
@@ -122,7 +130,20 @@ async def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--cpu",
+        action="append",
+        default=[],
+        metavar="NAME=PID",
+        help="also report the CPU per user of this process tree (repeat: web=…, relay=…)",
+    )
+    parser.add_argument(
+        "--postgres-cpu", action="store_true", help="also report PostgreSQL's CPU per user"
+    )
     args = parser.parse_args()
+    watched = {name: int(pid) for name, pid in (item.split("=", 1) for item in args.cpu)}
+    if args.postgres_cpu:
+        watched["postgres"] = postmaster_pid()
     limits = httpx2.Limits(max_connections=args.concurrency)
     async with httpx2.AsyncClient(
         base_url=args.url,
@@ -130,7 +151,7 @@ async def main() -> None:
         limits=limits,
         timeout=60,
     ) as http:
-        await initial_sync(http, args.users, args.concurrency, uuid.uuid4().hex[:6])
+        await initial_sync(http, args.users, args.concurrency, uuid.uuid4().hex[:6], Meter(watched))
         await paged_read(http)
 
 

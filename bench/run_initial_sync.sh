@@ -53,8 +53,10 @@ for run in $(seq 1 "$RUNS"); do
   echo "run $run: $USERS users, concurrency $CONCURRENCY, side effects ${EFFECTS:-0} ${WORKER_ARGS:-} ${WEB_ARGS:-}"
   echo "  web memory (RSS) before the sync: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
   postgres_cpu_before=$(cpu_seconds_of_postgres)
+  watched=(--cpu "web=${pids[0]}" --postgres-cpu)
+  if [ "${EFFECTS:-0}" = 1 ]; then watched+=(--cpu "relay=${pids[1]}" --cpu "worker=${pids[2]}"); fi
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT/scim/v2" --token "$token" \
-    --users "$USERS" --concurrency "$CONCURRENCY"
+    --users "$USERS" --concurrency "$CONCURRENCY" "${watched[@]}"
   echo "  web memory (RSS) after the sync and paged read: $(ps -o rss= -p "${pids[0]}" | awk '{printf "%.1f MiB", $1/1024}')"
   # Where the 2 cores went during the sync and paged read (CPU seconds; a
   # process's figure includes its children, e.g. uvicorn's or celery's workers).

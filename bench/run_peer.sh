@@ -13,7 +13,7 @@ fi
 token=peer-bench-token
 for run in $(seq 1 "$RUNS"); do
   echo "== run $run: ours"
-  bash bench/run_initial_sync.sh "$USERS" "$CONCURRENCY" 1 | grep -E "initial sync|slice|paged read|outbox|caught up|lag"
+  bash bench/run_initial_sync.sh "$USERS" "$CONCURRENCY" 1 | grep -E "initial sync|CPU ms|slice|paged read|outbox|caught up|lag"
   echo "== run $run: scim2-server $(.bench-peer/bin/pip show scim2-server | awk '/^Version/ {print $2}')"
   .bench-peer/bin/scim2-server --port "$PORT" --bearer-token "$token" >/dev/null 2>&1 & pid=$!
   for _ in $(seq 1 100); do
@@ -21,6 +21,7 @@ for run in $(seq 1 "$RUNS"); do
     sleep 0.1
   done
   .venv/bin/python -m bench.initial_sync --url "http://127.0.0.1:$PORT" --token "$token" \
-    --users "$USERS" --concurrency "$CONCURRENCY" | grep -E "initial sync|slice|paged read|outbox|caught up|lag"
+    --users "$USERS" --concurrency "$CONCURRENCY" --cpu "peer=$pid" \
+    | grep -E "initial sync|CPU ms|slice|paged read|outbox|caught up|lag"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
