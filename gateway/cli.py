@@ -277,6 +277,7 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
         else:
             tenancy.set_plan(conn, args.slug, Plan.business)
         _print_demo_admin(conn, args.slug)
+        _print_demo_notifications(conn, args.slug)
         _print_token(tenancy.issue_token(conn, args.slug), settings)
     return 0
 
@@ -300,6 +301,16 @@ def _print_demo_admin(conn: Connection, slug: str) -> None:
         f"Admin pages: sign in at /login as workspace {slug!r}, email {email}, "
         f"password {password} (new each run)"
     )
+
+
+def _print_demo_notifications(conn: Connection, slug: str) -> None:
+    # A demo shows what provisioning sends (leaver alerts, digests): to the
+    # demo admin, unless someone chose another address already.
+    address = conn.scalar(select(Tenant.notify_email).where(Tenant.slug == slug))
+    if address is None:
+        address = f"admin@{slug}.example"
+        operations.set_notify_email(conn, slug, address)
+    print(f"Notifications (leaver alerts, digests) go to {address}")
 
 
 def _timestamp(value: str) -> datetime:

@@ -101,3 +101,20 @@ def test_demo_creates_a_business_tenant_and_prints_a_token(database_url: str, db
     with db.connect() as conn:
         plan = conn.execute(text("SELECT plan FROM tenants WHERE slug = 'demo'")).scalar_one()
     assert plan == "business"
+
+
+def test_demo_sends_notifications_to_its_admin_unless_an_address_was_chosen(
+    database_url: str, db: Engine
+) -> None:
+    first = run(database_url, "demo", "acme-demo")
+    assert first.returncode == 0, first.stderr
+    assert "Notifications (leaver alerts, digests) go to admin@acme-demo.example" in first.stdout
+    chosen = run(database_url, "tenant", "set", "acme-demo", "--notify-email", "it@acme.example")
+    assert chosen.returncode == 0, chosen.stderr
+    again = run(database_url, "demo", "acme-demo")
+    assert "go to it@acme.example" in again.stdout
+    with db.connect() as conn:
+        address = conn.execute(
+            text("SELECT notify_email FROM tenants WHERE slug = 'acme-demo'")
+        ).scalar_one()
+    assert address == "it@acme.example"
