@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +31,27 @@ ADMIN_DATABASE_URL = os.environ.get(
 SCIM_JSON = "application/scim+json"
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A throwaway database, created and migrated once per test session."""
-    name = f"simpleams_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database, dropped afterwards (its sessions too)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    migrate(Settings(database_url=url))
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A throwaway database, created and migrated once per test session."""
+    with throwaway_database("simpleams_test") as url:
+        migrate(Settings(database_url=url))
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import ADMIN_DATABASE_URL, SCIM_JSON, user_body
+from tests.conftest import SCIM_JSON, throwaway_database, user_body
 from tests.integration.live_server import free_port
 from tests.integration.pipeline import ROOT, RedisServer, wait_for
 
@@ -29,14 +26,8 @@ from tests.integration.pipeline import ROOT, RedisServer, wait_for
 @pytest.fixture
 def fresh_database_url() -> Iterator[str]:
     """An empty database: `make up` migrates it itself."""
-    name = f"simpleams_make_up_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database("simpleams_make_up") as url:
+        yield url
 
 
 def test_make_up_serves_scim_flower_and_mail(

@@ -16,20 +16,18 @@ autovacuum off for the users table so that it cannot repair the plans midway.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway import statistics
 from gateway.app import create_app
 from gateway.cli import migrate
 from gateway.settings import Settings
-from tests.conftest import ADMIN_DATABASE_URL, make_tenant, user_body
+from tests.conftest import make_tenant, throwaway_database, user_body
 from tests.integration.pipeline import wait_for
 
 SEED = """
@@ -44,18 +42,9 @@ FROM generate_series(1, :n) AS i
 
 @pytest.fixture
 def new_installation() -> Iterator[str]:
-    name = f"simpleams_plans_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database("simpleams_plans") as url:
         migrate(Settings(database_url=url))
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
