@@ -23,7 +23,7 @@ $(VENV)/.install-stamp: pyproject.toml
 install: $(VENV)/.install-stamp ## Create .venv and install the project with its dev tools
 
 .PHONY: up
-up: install ## Bring everything up: services, migrations, demo tenant, then web + worker + Flower
+up: install ## Bring everything up: services, migrations, demo tenant, then web, relay, worker, beat, Flower (and a mail sink without SMTP_URL)
 	bash .ci/services
 	$(VENV)/bin/simpleams migrate
 	@# Without an SMTP_URL, a local mail sink (aiosmtpd) takes the notifications and
