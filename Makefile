@@ -30,16 +30,16 @@ up: install ## Bring everything up: services, migrations, demo tenant, then web,
 	@# prints them here, so that leaver alerts and digests work from the first run.
 	@# It runs beside the Procfile's processes, never in production.
 	@{ cat Procfile; echo "mail: python -u -m aiosmtpd -n -l 127.0.0.1:$(MAIL_PORT)"; } > $(VENV)/Procfile.up; \
-	  processes="web worker relay beat flower"; \
-	  if [ -z "$${SMTP_URL:-}" ]; then SMTP_URL=smtp://127.0.0.1:$(MAIL_PORT); processes="$$processes mail"; fi; \
+	  if [ -z "$${SMTP_URL:-}" ]; then \
+	    SMTP_URL=smtp://127.0.0.1:$(MAIL_PORT); sink=mail; mail="no SMTP_URL set; notifications are printed below (mail.1)"; \
+	  else sink=; mail="$${SMTP_URL%%://*}://… (SMTP_URL)"; fi; \
 	  FLOWER_BASIC_AUTH=$${FLOWER_BASIC_AUTH:-ops:$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}; \
 	  echo; $(VENV)/bin/simpleams demo; \
 	  echo "Gateway: http://127.0.0.1:$(PORT)/scim/v2 (send Host: demo.simpleams.co.uk or use the token alone)"; \
 	  echo "Flower:  http://127.0.0.1:$${FLOWER_PORT:-5555}  (basic auth $$FLOWER_BASIC_AUTH)"; \
-	  case "$$processes" in *mail) echo "Mail:    no SMTP_URL set; notifications are printed below (mail.1)";; \
-	    *) echo "Mail:    $${SMTP_URL%%://*}://… (SMTP_URL)";; esac; echo; \
+	  echo "Mail:    $$mail"; echo; \
 	  FLOWER_BASIC_AUTH=$$FLOWER_BASIC_AUTH SMTP_URL=$$SMTP_URL PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
-	  $(VENV)/bin/honcho -f $(VENV)/Procfile.up -d $(CURDIR) start -p $(PORT) $$processes
+	  $(VENV)/bin/honcho -f $(VENV)/Procfile.up -d $(CURDIR) start -p $(PORT) web worker relay beat flower $$sink
 
 .PHONY: browser
 browser: ## Install Debian's chromium for the browser tests, if it is missing

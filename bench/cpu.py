@@ -10,6 +10,7 @@ come from, for us and for the peer alike.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -51,17 +52,19 @@ def _tree_seconds(table: dict[int, tuple[int, list[str]]], root: int) -> float:
     return ticks / _TICKS
 
 
-def postmaster_pid() -> int:
-    """The oldest ``postgres`` process: the postmaster, parent of every backend."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return min(found, key=lambda pid: int(_stat_fields(pid)[19]))  # field 22: start time
+def postmaster_pid(table: dict[int, tuple[int, list[str]]] | None = None) -> int:
+    """The ``postgres`` process whose parent is not one: the postmaster, root
+    of every backend."""
+    table = table if table is not None else _processes()
+    postgres = {pid for pid in table if _command(pid) == "postgres"}
+    return min(pid for pid in postgres if table[pid][0] not in postgres)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 class Meter:
@@ -100,3 +103,16 @@ def per_user_line(used: dict[str, float], users: int, cores: int) -> str:
         f"  CPU ms per user during the sync: {parts}; total {total:.2f} "
         f"(at most {bound:.0f} users/s on {cores} cores)"
     )
+
+
+def main(arguments: list[str]) -> None:
+    """``python -m bench.cpu PID|postgres ...``: each tree's CPU seconds so far,
+    one per line (bench/run_initial_sync.sh's whole-run figures)."""
+    table = _processes()
+    for argument in arguments:
+        root = postmaster_pid(table) if argument == "postgres" else int(argument)
+        print(f"{_tree_seconds(table, root):.1f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -8,31 +8,11 @@ USERS=${1:-3000}; CONCURRENCY=${2:-16}; RUNS=${3:-3}; PORT=${PORT:-8801}
 export DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/simpleams_bench
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/14}
 PSQL="psql -h 127.0.0.1 -U root -d simpleams_bench -tAc"
-# CPU seconds (user + system) used so far by a process and its descendants
-# (uvicorn's or celery's worker processes), from /proc (clock ticks).
-cpu_seconds_of_tree() {
-  local pids=("$1") ticks=0 i=0 pid
-  while [ "$i" -lt "${#pids[@]}" ]; do
-    # shellcheck disable=SC2207  # pgrep prints one pid per line
-    pids+=($(pgrep -P "${pids[$i]}" || true)); i=$((i + 1))
-  done
-  for pid in "${pids[@]}"; do
-    ticks=$(( ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
-  done
-  echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
-}
-# PostgreSQL's CPU seconds so far: its live processes, plus the backends that
-# have exited (the postmaster's reaped children: a gateway that opens and
-# closes connections leaves most of its database CPU there).
-cpu_seconds_of_postgres() {
-  local ticks=0 pid postmaster
-  postmaster=$(pgrep -x -o postgres)
-  for pid in $(pgrep -x postgres); do
-    ticks=$(( ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
-  done
-  ticks=$(( ticks + $(awk '{print $16 + $17}' "/proc/$postmaster/stat") ))
-  echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
-}
+# CPU seconds (user + system) used so far by a process tree: a process and its
+# descendants, with the children they reaped (uvicorn's or celery's workers,
+# PostgreSQL's exited backends); "postgres" is the postmaster's tree.
+cpu_seconds_of_tree() { .venv/bin/python -m bench.cpu "$1"; }
+cpu_seconds_of_postgres() { cpu_seconds_of_tree postgres; }
 for run in $(seq 1 "$RUNS"); do
   psql -h 127.0.0.1 -U root -d test -qc "DROP DATABASE IF EXISTS simpleams_bench WITH (FORCE)" \
     -c "CREATE DATABASE simpleams_bench"

@@ -92,22 +92,22 @@ def test_make_up_serves_scim_flower_and_mail(
             created = scim.post("/Users", json=user_body("ada@demo.example", displayName="Ada"))
             assert created.status_code == 201, created.text
 
-            def flower_status() -> int | None:
-                try:
-                    return httpx2.get(
-                        f"http://127.0.0.1:{flower_port}/api/workers", timeout=2
-                    ).status_code
-                except httpx2.TransportError:
-                    return None
+        def flower_status() -> int | None:
+            try:
+                return httpx2.get(
+                    f"http://127.0.0.1:{flower_port}/api/workers", timeout=2
+                ).status_code
+            except httpx2.TransportError:
+                return None
 
-            assert wait_for(flower_status, "Flower to listen") == 401
+        assert wait_for(flower_status, "Flower to listen") == 401
 
-            # The digest of that create, printed by the mail sink `make up` started.
-            wait_for(
-                lambda: re.search(r"mail\.1 *\| .*Subject: .*created 1 user", output()),
-                "the create's digest to reach the local mail sink",
-            )
-            assert "To: admin@demo.example" in output()
+        # The digest of that create, printed by the mail sink `make up` started.
+        wait_for(
+            lambda: re.search(r"mail\.1 *\| .*Subject: .*created 1 user", output()),
+            "the create's digest to reach the local mail sink",
+        )
+        assert "To: admin@demo.example" in output()
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGTERM)
