@@ -3,11 +3,15 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Exactly the locked versions, by hash, as `make install` does (docs/dependencies.md);
+# this layer changes only when the lock does.
+COPY requirements/runtime.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes --only-binary :all: -r requirements/runtime.txt
 COPY pyproject.toml ./
 COPY gateway ./gateway
 COPY workers ./workers
 COPY models ./models
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 COPY Procfile ./
 RUN useradd --system --uid 10001 simpleams
 USER simpleams

@@ -13,14 +13,28 @@ TEST_PROCESSES ?= 3
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.install-stamp: pyproject.toml
+# Every package comes from the lock, by version and hash (docs/dependencies.md);
+# the project itself is then installed without resolving anything.
+$(VENV)/.install-stamp: requirements/dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --only-binary :all: -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: install
-install: $(VENV)/.install-stamp ## Create .venv and install the project with its dev tools
+install: $(VENV)/.install-stamp ## Create .venv and install the project with its dev tools, exactly as locked
+
+# The one way versions change: re-resolve pyproject.toml (and requirements/build.in)
+# to the newest versions they allow, then the runtime set within what dev tested.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command 'make lock'
+
+.PHONY: lock
+lock: install ## Re-resolve and upgrade every dependency into requirements/*.txt (then make test)
+	$(LOCK) --upgrade --extra dev pyproject.toml requirements/build.in -o requirements/dev.txt
+	$(LOCK) --constraint requirements/dev.txt pyproject.toml requirements/build.in \
+	  -o requirements/runtime.txt
+	$(MAKE) install
 
 .PHONY: up
 up: install ## Bring everything up: services, migrations, demo tenant, then web, relay, worker, beat, Flower (and a mail sink without SMTP_URL)

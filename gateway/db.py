@@ -1,7 +1,7 @@
 """The gateway's async engine and how requests use it.
 
 The hot paths use SQLAlchemy Core on an ``AsyncConnection`` (about 1.5x the
-ORM's throughput here, DEPENDENCIES.md). Round trips to PostgreSQL are the
+ORM's throughput here; docs/dependencies.md, "SQLAlchemy"). Round trips to PostgreSQL are the
 main cost of a SCIM request, so single statements run in autocommit (no
 BEGIN/ROLLBACK around a lookup; the common create is one statement that is
 its own transaction) and other writes open one short READ COMMITTED

@@ -1,6 +1,6 @@
 """The Celery application and its configuration, in one place.
 
-Delivery guarantees the tasks rely on (DEPENDENCIES.md, "Celery on Redis"):
+Delivery guarantees the tasks rely on (docs/dependencies.md, "Celery on Redis"):
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies
   mid-task is delivered again; every task is idempotent (models/outbox.py).

@@ -364,7 +364,7 @@ def _present_json(value: Any) -> ColumnElement[bool]:
 
 
 def _like_escape(value: str) -> str:
-    # LIKE metacharacters in an IdP's value are literals (DEPENDENCIES.md).
+    # LIKE metacharacters in an IdP's value are literals (docs/dependencies.md, "PostgreSQL").
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 

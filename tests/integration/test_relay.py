@@ -1,5 +1,5 @@
 """The relay against the real PostgreSQL: SCIM writes -> outbox -> a fake
-publisher (STYLE.md §2.5). Publishing order, batching, rollback on a broker
+publisher. Publishing order, batching, rollback on a broker
 error (at least once), SKIP LOCKED between relays, the sweep, and the
 LISTEN/NOTIFY wake-up. The broker side is tests/unit/workers/test_publisher.py,
 and the count of waiting tasks (which holds the sweep back) is checked

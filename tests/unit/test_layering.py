@@ -1,5 +1,5 @@
 """models imports no sibling; gateway and workers import models, never each other;
-only gateway/scim imports scim2-models (STYLE.md §1, §8)."""
+only gateway/scim imports scim2-models."""
 
 from __future__ import annotations
 
