@@ -2,7 +2,8 @@
 # docker-compose.yml picks the command. The default is the gateway.
 FROM python:3.11-slim
 WORKDIR /app
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# No proxy's X-Forwarded-For is trusted unless FORWARDED_ALLOW_IPS names it (README).
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FORWARDED_ALLOW_IPS=""
 # Exactly the locked versions, by hash, as `make install` does (docs/dependencies.md);
 # this layer changes only when the lock does.
 COPY requirements/runtime.txt ./requirements/

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -15,12 +17,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import statistics
+from gateway.admin import passwords
 from gateway.admin import routes as admin
 from gateway.admin.pages import SecurityHeadersMiddleware, message_page
 from gateway.admin.sign_in import sign_in_throttles
@@ -31,9 +34,12 @@ from gateway.fairness import TenantShares
 from gateway.scim import bulk, discovery, errors, groups, root_search, users
 from gateway.scim.openapi import openapi
 from gateway.settings import Settings
+from gateway.tenancy import MalformedHost, request_host
 from gateway.throttle import FailedAuthThrottle
+from gateway.tokens import TOKEN_PREFIX
 
 log = logging.getLogger("simpleams.gateway")
+access_log = logging.getLogger("simpleams.gateway.access")
 
 # Admin page paths (gateway/admin): errors there are pages, whatever the Accept header.
 ADMIN_PATHS = frozenset({"/", "/login", "/logout", "/staff", "/activity"})
@@ -63,10 +69,160 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class AccessLogMiddleware:
+    """One log line per request: client, method, path, status, duration, request id.
+
+    Never the query string: SCIM filters carry personal data (``userName eq
+    "..."``) and a misconfigured client may put its token there. uvicorn's
+    own access log, which writes it, is off (``app_from_env``). The line is
+    written before the last byte of the response goes out. A client that
+    leaves before sending its whole body is this one quiet line too, not
+    an error with tracebacks.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: int | None = None
+        logged = False
+
+        def write(outcome: str) -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            access_log.info(
+                '%s "%s %s" %s %.0fms request_id=%s',
+                _client_of(scope),
+                scope["method"],
+                _logged_path(scope),
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                scope.get("state", {}).get("request_id", "-"),
+            )
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                write(str(status))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except ClientDisconnect:
+            # Nobody is left to answer; uvicorn says nothing for a gone client.
+            write("- client disconnected before sending its whole body")
+            return
+        except Exception:
+            write("500" if status is None else str(status))  # ServerErrorMiddleware answers
+            raise
+        write("-" if status is None else str(status))
+
+
+_TOKEN_SHAPED = re.compile(re.escape(TOKEN_PREFIX) + "[0-9A-Za-z]*")
+_PATH_SAFE = "/!$&'()*+,;=:@-._~%"
+_MAX_LOGGED_PATH = 512
+
+
+def _logged_path(scope: Scope) -> str:
+    """The path without its query, percent-encoded and bounded, any token cut out."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope.get("path", ""))
+    path = _TOKEN_SHAPED.sub(TOKEN_PREFIX + "...", path.partition("?")[0])
+    shown = quote(path[:_MAX_LOGGED_PATH], safe=_PATH_SAFE)
+    return shown + ("..." if len(path) > _MAX_LOGGED_PATH else "")
+
+
+def _client_of(scope: Scope) -> str:
+    # uvicorn --proxy-headers puts the forwarded client here, from trusted proxies only.
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
+
+
+class HostMiddleware:
+    """400 for a malformed Host header, before anything reads one (gateway/tenancy.py).
+
+    gateway/auth.py checks again for itself: the host binding of tokens must
+    not depend on this middleware being in place.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                request_host(scope["headers"])
+            except MalformedHost as exc:
+                refusal = errors.ScimError(str(exc), headers={"Connection": "close"})
+                await refusal.to_response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyDeadlineMiddleware:
+    """A request body must arrive within ``seconds`` of the application first asking for it.
+
+    Otherwise reading it raises errors.RequestTimeout (408, and the connection is
+    closed): a client that promises a body and stalls holds nothing for
+    long. gateway/auth.py reads a SCIM request's body before it takes a
+    fairness place, so the wait never holds one either. 0 means no limit.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.seconds <= 0:
+            await self.app(scope, receive, send)
+            return
+        seconds = self.seconds
+        deadline: float | None = None
+        complete = False
+
+        async def receive_in_time() -> Message:
+            nonlocal deadline, complete
+            if complete:  # listening for a disconnect, not reading the body
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + seconds
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise errors.RequestTimeout(
+                    f"The request body did not arrive within {seconds:g} seconds; "
+                    "send the request again.",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, receive_in_time, send)
+
+
 async def _scim_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, errors.ScimError):  # registered for ScimError only
         return await _server_error(request, exc)
+    if isinstance(exc, errors.RequestTimeout) and _for_a_browser(request):
+        page = message_page(request, 408, "Request timed out", exc.detail)
+        page.headers["Connection"] = "close"
+        return page
     return exc.to_response()
+
+
+async def _malformed_host(request: Request, exc: Exception) -> Response:
+    # HostMiddleware refuses these first; this is for a reader it did not foresee.
+    return errors.ScimError(str(exc)).to_response()
 
 
 def _for_a_browser(request: Request) -> bool:
@@ -226,9 +382,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ),
             *admin.routes(),
         ],
-        middleware=[Middleware(RequestIdMiddleware), Middleware(SecurityHeadersMiddleware)],
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(HostMiddleware),
+            Middleware(BodyDeadlineMiddleware, seconds=settings.body_read_timeout_seconds),
+        ],
         exception_handlers={
             errors.ScimError: _scim_error,
+            MalformedHost: _malformed_host,
             HTTPException: _http_error,
             DBAPIError: _database_error,
             PoolTimeoutError: _database_error,
@@ -242,10 +405,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.tenant_shares = shares
     app.state.credentials = credentials
     app.state.sign_in_throttles = sign_in_throttles(settings)
+    app.state.password_hashing = passwords.HashingLimit(
+        settings.password_hashes_at_once, settings.password_hashes_waiting
+    )
     return app
 
 
 def app_from_env() -> Starlette:
     """Entry point for uvicorn's --factory."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # uvicorn's access log writes every URL with its query string (SCIM
+    # filters, a token a client put there); AccessLogMiddleware logs each
+    # request without it. uvicorn configures logging before it calls this
+    # factory, and each connection checks uvicorn.access for handlers when
+    # it opens, so this holds with or without --no-access-log.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    uvicorn_access.disabled = True
     return create_app()

@@ -3,6 +3,27 @@
 The token's format is gateway/tokens.py's. We store only SHA-256 of the
 token, look the credential up by that hash, and compare with
 ``hmac.compare_digest``.
+
+A request passes these steps in order, each one before any cost the next
+one has:
+
+1. The Host header parses (gateway/tenancy.py), else 400.
+2. The token has the right shape and checksum, else 401 (429 once the
+   client address has failed too often): no database work, no place.
+3. A token refused in the last minute is refused again without a lookup:
+   a throttled client repeating its bad token costs nothing. A token never
+   seen before, from a throttled address, is looked up at most once a second
+   per address (429 otherwise): a client spraying fresh forged tokens costs
+   one index probe a second however fast it sends, while a valid token from
+   an IdP's shared egress address still gets through within a second (Entra
+   quarantines an app that keeps answering it 429), and after that, as a
+   token known valid, as often as it comes.
+4. The credential is looked up (the credential cache, else the database),
+   and checked against the host and the plan.
+5. The body is read, within the deadline gateway/app.py sets.
+6. Only then does the request take its tenant's fairness place
+   (gateway/fairness.py): a forged token, a slow body or a client that
+   leaves never holds one.
 """
 
 from __future__ import annotations
@@ -11,6 +32,8 @@ import hmac
 import logging
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
@@ -21,7 +44,9 @@ from gateway.credentials import Credential, CredentialCache
 from gateway.db import reading
 from gateway.fairness import TenantShares
 from gateway.scim import errors
+from gateway.scim.http import read_body, replay
 from gateway.settings import Settings
+from gateway.tenancy import Host, MalformedHost, request_host
 from gateway.throttle import FailedAuthThrottle
 from gateway.tokens import hash_token, is_well_formed
 from models.tenants import Plan, ScimCredential, Tenant
@@ -70,6 +95,76 @@ def _presented_token(headers: dict[bytes, bytes]) -> str:
     return token
 
 
+_NOT_VALID = (
+    "This SCIM token is not valid: it was regenerated or the integration was "
+    "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
+)
+
+
+class RecentTokens:
+    """Token hashes seen with one outcome, remembered for ``ttl`` seconds.
+
+    Refused tokens: one refused once is refused again without a lookup
+    (tokens are random, so one that matched nothing does not start matching
+    later; a rotation issues a new token). Valid tokens: one that was valid a
+    moment ago may be looked up from a throttled address without waiting for
+    the lookup budget. Bounded: the oldest are forgotten first.
+    """
+
+    def __init__(
+        self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._at: OrderedDict[str, float] = OrderedDict()
+
+    def __contains__(self, token_hash: str) -> bool:
+        at = self._at.get(token_hash)
+        if at is None:
+            return False
+        if self.clock() - at >= self.ttl:
+            del self._at[token_hash]
+            return False
+        return True
+
+    def add(self, token_hash: str) -> None:
+        self._at[token_hash] = self.clock()
+        self._at.move_to_end(token_hash)
+        while len(self._at) > self.max_entries:
+            self._at.popitem(last=False)
+
+
+class ThrottledLookups:
+    """At most one credential lookup per ``interval`` for each throttled address.
+
+    Bounded: the addresses that looked up least recently are forgotten first.
+    """
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.max_clients = max_clients
+        self.clock = clock
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def allow(self, client: str) -> bool:
+        """Whether ``client`` may have a lookup now (and, if so, count it)."""
+        now = self.clock()
+        last = self._last.get(client)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[client] = now
+        self._last.move_to_end(client)
+        while len(self._last) > self.max_clients:
+            self._last.popitem(last=False)
+        return True
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the tenant, and which credential (for the audit trail)."""
@@ -101,33 +196,43 @@ class ScimAuthMiddleware:
         self.engine = engine
         self.settings = settings
         self.throttle = throttle
+        self.refused = RecentTokens(ttl=throttle.window)
+        self.valid = RecentTokens(ttl=throttle.window)
+        self.throttled_lookups = ThrottledLookups()
         self._last_recorded: dict[uuid.UUID, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        client = _client_address(scope)
         try:
-            headers: dict[bytes, bytes] = dict(scope["headers"])
-            token = _presented_token(headers)
-        except errors.Unauthorized as exc:
-            await self._refuse(exc, _client_address(scope)).to_response()(scope, receive, send)
+            host = request_host(scope["headers"])
+        except MalformedHost as exc:
+            await errors.ScimError(str(exc)).to_response()(scope, receive, send)
             return
-        presented = hash_token(token)
-        # The tenant's share is taken before any database work, by credential
-        # (one per tenant): a request waiting its turn costs nothing.
-        async with self.shares.place(presented):
-            try:
-                principal = await self._authenticate(headers, presented)
-            except errors.Unauthorized as exc:
-                refusal = self._refuse(exc, _client_address(scope))
-                await refusal.to_response()(scope, receive, send)
-                return
-            except errors.ScimError as exc:
-                await exc.to_response()(scope, receive, send)
-                return
-            scope.setdefault("state", {})["principal"] = principal
-            await self.app(scope, receive, send)
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        try:
+            presented = hash_token(_presented_token(headers))
+            principal = await self._authenticate(host, presented, client)
+        except errors.Unauthorized as exc:
+            await self._refuse(exc, client).to_response()(scope, receive, send)
+            return
+        except errors.ScimError as exc:
+            await exc.to_response()(scope, receive, send)
+            return
+        try:
+            body = await read_body(
+                receive, self.settings.max_body_bytes, headers.get(b"content-length")
+            )
+        except errors.ScimError as exc:
+            await exc.to_response()(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        # The tenant's place is taken last: whatever waits for it has cost
+        # one credential lookup (usually the cache) and holds its body.
+        async with self.shares.place(str(principal.tenant_id)):
+            await self.app(scope, replay(body, receive), send)
 
     def _refuse(self, failure: errors.Unauthorized, client: str) -> errors.ScimError:
         """401 for a failed authentication, or 429 once this client has failed too often."""
@@ -142,21 +247,28 @@ class ScimAuthMiddleware:
         self.throttle.record_failure(client)
         return failure
 
-    async def _authenticate(self, headers: dict[bytes, bytes], presented: str) -> Principal:
+    async def _authenticate(self, host: Host | None, presented: str, client: str) -> Principal:
         """:param presented: the SHA-256 of the presented token."""
+        if presented in self.refused:
+            raise errors.Unauthorized(_NOT_VALID)
         credential = self.credentials.get(presented)
         if credential is None:
+            throttled = self.throttle.retry_after(client) is not None
+            known = presented in self.valid
+            if throttled and not known and not self.throttled_lookups.allow(client):
+                raise errors.Unauthorized(_NOT_VALID)  # answered 429 by _refuse
             credential = await self._look_up(presented)
+            if credential is None:
+                self.refused.add(presented)
+            else:
+                self.valid.add(presented)
         if (
             credential is None
             or not hmac.compare_digest(credential.token_hash, presented)
             or not credential.scim_enabled
         ):
-            raise errors.Unauthorized(
-                "This SCIM token is not valid: it was regenerated or the integration was "
-                "disabled. Generate a new one in Settings → Integrations → SCIM 2.0."
-            )
-        self._check_host(headers, credential.slug)
+            raise errors.Unauthorized(_NOT_VALID)
+        self._check_host(host, credential.slug)
         if not Plan(credential.plan).includes_scim:
             raise errors.Forbidden(
                 "SCIM provisioning is a Business-plan integration; this workspace is on the "
@@ -179,12 +291,11 @@ class ScimAuthMiddleware:
         self.credentials.remember(presented, credential, generation)
         return credential
 
-    def _check_host(self, headers: dict[bytes, bytes], slug: str) -> None:
+    def _check_host(self, host: Host | None, slug: str) -> None:
         # On a tenant's own host (SLUG.<base domain>) the token must belong to
         # that tenant; other hosts (localhost, a load balancer) rely on the token.
-        host = headers.get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0].rstrip(".")
-        suffix = "." + self.settings.base_domain
-        if host.endswith(suffix) and host[: -len(suffix)] != slug:
+        below = host.subdomain_of(self.settings.base_domain) if host is not None else None
+        if below is not None and below != slug:
             raise errors.Unauthorized(
                 "This SCIM token belongs to a different SimpleAMS workspace than the URL; "
                 "check the Base URL / Tenant URL in your IdP."

@@ -20,6 +20,10 @@
 
 Exit status: 0 on success, 1 on an operator error (unknown tenant, wrong
 plan, database unreachable), 2 on bad usage.
+
+Everything it prints goes through ``_say``: a control character in stored data
+(an ESC in an email written before SCIM input refused it, a newline in an
+error) is shown escaped, ``\\x1b`` or ``\\n``, and never reaches the terminal.
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from gateway import operations, role_mappings, tenancy
+from gateway.addresses import is_control_character
 from gateway.admin import accounts
 from gateway.settings import Settings
 from models.tenants import Plan, Tenant
@@ -177,21 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "admin" and args.action in ("create", "password"):
         args.password = _read_password()
         if args.password is None:
-            print("simpleams: the two passwords differ; nothing changed.", file=sys.stderr)
+            _say("simpleams: the two passwords differ; nothing changed.", file=sys.stderr)
             return 1
     try:
         if args.command == "migrate":
             migrate(settings)
-            print("Database migrated to the latest schema.")
+            _say("Database migrated to the latest schema.")
             return 0
         return _in_transaction(settings, lambda conn: _dispatch(args, conn, settings))
     except tenancy.OperatorError as exc:
-        print(f"simpleams: {exc}", file=sys.stderr)
+        _say(f"simpleams: {exc}", file=sys.stderr)
         return 1
     except OperationalError as exc:
         url = make_url(settings.database_url)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        print(
+        _say(
             f"simpleams: cannot reach the database at {url.host}:{url.port or 5432}/{url.database} "
             f"({reason}). Is PostgreSQL running, and is DATABASE_URL right?",
             file=sys.stderr,
@@ -211,14 +216,14 @@ def _in_transaction(settings: Settings, work: Callable[[Connection], int]) -> in
 def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) -> int:
     if args.command == "tenant" and args.action == "create":
         tenancy.create_tenant(conn, args.slug, args.name, Plan(args.plan))
-        print(f"Created tenant {args.slug!r} on the {args.plan} plan.")
+        _say(f"Created tenant {args.slug!r} on the {args.plan} plan.")
     elif args.command == "tenant" and args.action == "plan":
         tenancy.set_plan(conn, args.slug, Plan(args.plan))
-        print(f"Tenant {args.slug!r} is now on the {args.plan} plan.")
+        _say(f"Tenant {args.slug!r} is now on the {args.plan} plan.")
     elif args.command == "tenant" and args.action == "set":
         if args.notify_email is not None:
             operations.set_notify_email(conn, args.slug, args.notify_email or None)
-            print(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
+            _say(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
         guard = {
             "guard_percent": args.guard_percent,
             "guard_min_users": args.guard_min_users,
@@ -226,50 +231,50 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
         }
         if any(value is not None for value in guard.values()):
             operations.set_guard(conn, args.slug, **guard)
-            print(f"Mass-deprovision guard for {args.slug!r} updated.")
+            _say(f"Mass-deprovision guard for {args.slug!r} updated.")
     elif args.command == "audit":
         _print_audit(operations.audit_entries(conn, args.slug, args.user, args.since), args.json)
     elif args.command == "events" and args.action == "failed":
         _print_dead_letters(operations.failed_side_effects(conn))
     elif args.command == "events" and args.action == "retry":
         count = operations.retry_side_effects(conn, None if args.all else args.ids)
-        print(f"{count} failed side effect(s) put back in the outbox; the relay will retry them.")
+        _say(f"{count} failed side effect(s) put back in the outbox; the relay will retry them.")
     elif args.command == "checkout":
         operations.record_checkout(conn, args.slug, args.email, args.asset_tag)
-        print(f"{args.asset_tag} checked out to {args.email}.")
+        _say(f"{args.asset_tag} checked out to {args.email}.")
     elif args.command == "guard" and args.action == "release":
         count = operations.release_guard(conn, args.slug)
-        print(f"Released {count} held deactivation(s) for {args.slug!r}; their effects run now.")
+        _say(f"Released {count} held deactivation(s) for {args.slug!r}; their effects run now.")
     elif args.command == "roles" and args.action == "map":
         changed = role_mappings.map_group(conn, args.slug, args.group, args.role)
-        print(f"Members of {args.group!r} are now {args.role}s; {changed} users' roles changed.")
+        _say(f"Members of {args.group!r} are now {args.role}s; {changed} users' roles changed.")
     elif args.command == "roles" and args.action == "unmap":
         changed = role_mappings.unmap_group(conn, args.slug, args.group)
-        print(f"{args.group!r} no longer sets a role; {changed} users' roles changed.")
+        _say(f"{args.group!r} no longer sets a role; {changed} users' roles changed.")
     elif args.command == "roles" and args.action == "list":
         mappings = role_mappings.list_mappings(conn, args.slug)
         if not mappings:
-            print("No role mappings: every provisioned user is staff.")
+            _say("No role mappings: every provisioned user is staff.")
         for mapping in mappings:
-            print(f"{mapping.group_name}\t{mapping.role}\t{mapping.members} members")
+            _say(mapping.group_name, mapping.role, f"{mapping.members} members", sep="\t")
     elif args.command == "checkin":
         operations.record_checkin(conn, args.slug, args.asset_tag)
-        print(f"{args.asset_tag} checked in.")
+        _say(f"{args.asset_tag} checked in.")
     elif args.command == "scim" and args.action in ("enable", "rotate"):
         issue = tenancy.issue_token if args.action == "enable" else tenancy.rotate_token
         _print_token(issue(conn, args.slug), settings)
     elif args.command == "scim" and args.action == "disable":
         tenancy.disable(conn, args.slug)
-        print(f"SCIM disabled for {args.slug!r}; its token no longer works.")
+        _say(f"SCIM disabled for {args.slug!r}; its token no longer works.")
     elif args.command == "admin" and args.action == "create":
         accounts.create_admin(conn, args.slug, args.email, args.password)
-        print(f"{args.email} can now sign in to {args.slug!r} at /login.")
+        _say(f"{args.email} can now sign in to {args.slug!r} at /login.")
     elif args.command == "admin" and args.action == "password":
         accounts.set_password(conn, args.slug, args.email, args.password)
-        print(f"Password changed for {args.email}; their sessions are signed out.")
+        _say(f"Password changed for {args.email}; their sessions are signed out.")
     elif args.command == "admin" and args.action == "list":
         for email in accounts.admin_emails(conn, args.slug):
-            print(email)
+            _say(email)
     elif args.command == "demo":
         exists = conn.execute(select(Tenant.id).where(Tenant.slug == args.slug)).first()
         if exists is None:
@@ -297,7 +302,7 @@ def _print_demo_admin(conn: Connection, slug: str) -> None:
         accounts.set_password(conn, slug, email, password)
     else:
         accounts.create_admin(conn, slug, email, password)
-    print(
+    _say(
         f"Admin pages: sign in at /login as workspace {slug!r}, email {email}, "
         f"password {password} (new each run)"
     )
@@ -310,7 +315,7 @@ def _print_demo_notifications(conn: Connection, slug: str) -> None:
     if address is None:
         address = f"admin@{slug}.example"
         operations.set_notify_email(conn, slug, address)
-    print(f"Notifications (leaver alerts, digests) go to {address}")
+    _say(f"Notifications (leaver alerts, digests) go to {address}")
 
 
 def _timestamp(value: str) -> datetime:
@@ -324,12 +329,12 @@ def _timestamp(value: str) -> datetime:
 def _print_audit(entries: Iterable[dict[str, Any]], as_json: bool) -> None:
     for entry in entries:
         if as_json:
-            print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+            _say(_printable(json.dumps(entry, ensure_ascii=False, sort_keys=True), in_json=True))
             continue
         changed = ", ".join(_change_text(name, change) for name, change in entry["changes"].items())
         target = entry["user"] or f"group {entry['group']!r}"
         who = f"{target}  by {entry['actor']}"
-        print(f"{entry['time']}  {entry['action']:<11}  {who}  {changed}")
+        _say(f"{entry['time']}  {entry['action']:<11}  {who}  {changed}")
 
 
 def _change_text(name: str, change: Any) -> str:
@@ -342,22 +347,62 @@ def _change_text(name: str, change: Any) -> str:
 
 def _print_dead_letters(letters: list[operations.DeadLetter]) -> None:
     if not letters:
-        print("No failed side effects.")
+        _say("No failed side effects.")
         return
     for letter in letters:
-        print(
+        _say(
             f"{letter.id:<24} {letter.tenant:<16} {letter.kind:<18} attempts={letter.attempts} "
             f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S} {letter.error or ''}"
         )
 
 
 def _print_token(issued: tenancy.IssuedToken, settings: Settings) -> None:
-    print(f"SCIM enabled for tenant {issued.tenant_slug!r}.")
-    print(f"Endpoint URL: {settings.endpoint_for(issued.tenant_slug)}")
-    print(
-        "Bearer token (shown once; store it in your IdP now. Any previous token no longer works):"
-    )
-    print(issued.token)
+    _say(f"SCIM enabled for tenant {issued.tenant_slug!r}.")
+    _say(f"Endpoint URL: {settings.endpoint_for(issued.tenant_slug)}")
+    _say("Bearer token (shown once; store it in your IdP now. Any previous token no longer works):")
+    _say(issued.token)
+
+
+# --- output: everything the command prints goes through _say ---------------------
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _printable(text: str, *, in_json: bool = False) -> str:
+    """``text`` with each control character written as an escape, never emitted.
+
+    Control characters are the ones gateway/addresses.py names (C0, DEL, C1,
+    format characters such as bidi overrides, U+2028/U+2029): the set SCIM
+    input refuses in userName and emails. Values stored before that rule, and
+    every other stored text (display names, group names, errors), may still
+    hold them, and ESC or CSI printed raw would drive the operator's terminal.
+    ESC shows as ``\\x1b``, a newline as ``\\n``, U+2028 as ``\\u2028``; a
+    backslash already in the data is left as it is. With ``in_json``, the
+    escapes are JSON's (``\\u009b``; json.dumps writes C0 that way already), so
+    the line still parses to exactly the stored values.
+    """
+    if text.isprintable():  # the common case; no control character is printable
+        return text
+    return "".join(_escape(char, in_json) if is_control_character(char) else char for char in text)
+
+
+def _escape(char: str, in_json: bool) -> str:
+    code = ord(char)
+    if in_json:
+        if code > 0xFFFF:  # JSON spells a character beyond the BMP as a surrogate pair
+            code -= 0x10000
+            return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+        return f"\\u{code:04x}"
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _say(*parts: object, sep: str = " ", file: TextIO | None = None) -> None:
+    """print(), for this command: each part is made printable, ``sep`` is ours."""
+    print(sep.join(_printable(str(part)) for part in parts), file=file or sys.stdout)
 
 
 if __name__ == "__main__":

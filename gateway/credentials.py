@@ -21,7 +21,9 @@ What keeps a revoked token from working:
 
 So a rotated or revoked token stops working on every process as soon as
 PostgreSQL has delivered the notification, milliseconds after the commit.
-Only valid credentials are remembered; bad tokens are never stored.
+Only valid credentials are remembered; bad tokens are never stored here
+(gateway/auth.py remembers, for a minute, which token hashes matched
+nothing, so that a client repeating a bad token costs no lookup).
 """
 
 from __future__ import annotations

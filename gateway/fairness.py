@@ -14,9 +14,17 @@ small (4 by default) because 4 requests in progress keep a process as busy
 as 12 do, while each one more makes every other request wait longer: a
 small tenant's p99 during a large tenant's sync is 2.9x its p99 alone with
 4, 7x with 12 (BENCHMARKS.md, "Requests in progress"). Requests beyond their tenant's
-part wait, in the order they came, before any work is done for them. A
-tenant is named by its credential's hash, known before any database work.
+part wait, in the order they came, before any work is done for them.
 Measured in BENCHMARKS.md, "Two tenants".
+
+A request takes its place last (gateway/auth.py): once its token is known
+to be a tenant's (so a forged token, whose checksum anyone can compute,
+never becomes a "tenant" of its own and never dilutes the others' parts),
+and once its whole body has arrived (so a client that stalls or leaves
+mid-body holds no place: four such POSTs used to hold a tenant's whole
+budget). A tenant is named by its id. What a waiting request has cost is
+one credential lookup, usually answered by the credential cache, and its
+body in memory (at most ``max_body_bytes``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ class Settings:
     :param base_domain: tenants are served at ``https://SLUG.<base_domain>/scim/v2``.
     :param public_scheme: the scheme IdPs use to reach us (``meta.location``).
     :param max_body_bytes: requests larger than this get 413.
+    :param body_read_timeout_seconds: a request body must arrive within this
+        many seconds of the gateway asking for it, or 408 (0: no limit);
+        uvicorn has no such limit of its own.
     :param db_pool_size: connections per gateway process; at least
         ``scim_requests_in_progress``, since each request in progress may hold
         one. With fewer, at load the pool opens and closes an overflow
@@ -33,7 +36,13 @@ class Settings:
     :param admin_session_hours: an admin's sign-in lasts this long, then they
         sign in again (absolute, not sliding: a stolen cookie stops working).
     :param sign_in_failures: failed admin sign-ins allowed per client address
-        and, separately, per account within 15 minutes (per process).
+        and, separately, per account within 15 minutes (per process); past
+        the account's, only addresses that have not failed on it may try
+        (gateway/admin/sign_in.py).
+    :param password_hashes_at_once: argon2 computations (64 MiB each) one web
+        process runs at once for sign-ins; the rest wait their turn.
+    :param password_hashes_waiting: sign-ins that may wait for one; past
+        that, a sign-in gets 503 with Retry-After at once.
     :param scim_requests_in_progress: SCIM requests one web process works on
         at once, split evenly between the tenants sending them; the rest
         wait their turn, so a large tenant's sync cannot crowd out the
@@ -51,11 +60,14 @@ class Settings:
     base_domain: str = "simpleams.co.uk"
     public_scheme: str = "https"
     max_body_bytes: int = 1_048_576
+    body_read_timeout_seconds: float = 10.0
     db_pool_size: int = 12
     db_statement_timeout_ms: int = 10_000
     auth_failures_per_minute: int = 20
     admin_session_hours: int = 12
     sign_in_failures: int = 10
+    password_hashes_at_once: int = 2
+    password_hashes_waiting: int = 8
     scim_requests_in_progress: int = 4
     credential_cache: bool = True
     analyze: bool = True
@@ -69,11 +81,14 @@ class Settings:
             base_domain=env.get("SIMPLEAMS_BASE_DOMAIN", "simpleams.co.uk").lower().strip("."),
             public_scheme=env.get("SIMPLEAMS_PUBLIC_SCHEME", "https"),
             max_body_bytes=int(env.get("SIMPLEAMS_MAX_BODY_BYTES", "1048576")),
+            body_read_timeout_seconds=float(env.get("SIMPLEAMS_BODY_READ_TIMEOUT_SECONDS", "10")),
             db_pool_size=int(env.get("SIMPLEAMS_DB_POOL_SIZE", "12")),
             db_statement_timeout_ms=int(env.get("SIMPLEAMS_DB_STATEMENT_TIMEOUT_MS", "10000")),
             auth_failures_per_minute=int(env.get("SIMPLEAMS_AUTH_FAILURES_PER_MINUTE", "20")),
             admin_session_hours=int(env.get("SIMPLEAMS_ADMIN_SESSION_HOURS", "12")),
             sign_in_failures=int(env.get("SIMPLEAMS_SIGN_IN_FAILURES", "10")),
+            password_hashes_at_once=int(env.get("SIMPLEAMS_PASSWORD_HASHES_AT_ONCE", "2")),
+            password_hashes_waiting=int(env.get("SIMPLEAMS_PASSWORD_HASHES_WAITING", "8")),
             scim_requests_in_progress=int(env.get("SIMPLEAMS_SCIM_REQUESTS_IN_PROGRESS", "4")),
             credential_cache=env.get("SIMPLEAMS_CREDENTIAL_CACHE", "1").lower()
             not in ("0", "false", "no"),
@@ -81,12 +96,15 @@ class Settings:
         )
 
     def tenant_slug_of_host(self, host: str) -> str | None:
-        """The tenant a Host header names (``SLUG.<base_domain>[:port]``), if any."""
-        name = host.lower().rsplit(":", 1)[0].rstrip(".")
-        suffix = "." + self.base_domain
-        if not name.endswith(suffix):
-            return None
-        slug = name[: -len(suffix)]
+        """The tenant a Host header names (``SLUG.<base_domain>[:port]``), if any.
+
+        :raises gateway.tenancy.MalformedHost: for a malformed header (gateway/app.py
+            answers 400 before any page reads it).
+        """
+        from gateway.tenancy import parse_host  # the one Host parser; loads SQLAlchemy
+
+        parsed = parse_host(host)
+        slug = parsed.subdomain_of(self.base_domain) if parsed is not None else None
         return slug if slug and "." not in slug else None
 
     def endpoint_for(self, slug: str) -> str:

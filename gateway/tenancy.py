@@ -1,12 +1,16 @@
-"""Tenant and SCIM-credential operations shared by the CLI (and, later, the admin pages).
+"""Tenant and SCIM-credential operations shared by the CLI (and, later, the admin pages),
+and the one reading of a Host header (which tenant a request's host names).
 
-Synchronous on purpose: these run from the operator command, not on the
-IdP's request path.
+The operations are synchronous on purpose: they run from the operator
+command, not on the IdP's request path.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -18,6 +22,109 @@ from models.tenants import Plan, ScimCredential, Tenant
 
 class OperatorError(Exception):
     """An operator mistake with a message that says how to fix it."""
+
+
+# -- Host headers -------------------------------------------------------------
+#
+# Every reading of a Host header goes through parse_host(): the host binding
+# of SCIM tokens and admin sessions (gateway/auth.py, gateway/admin), the
+# URLs we answer with (gateway/scim/http.py), and the refusal of malformed
+# hosts before any of them (gateway/app.py). A Host header is a DNS name or
+# an IP literal and an optional numeric port (RFC 9110 §7.2), nothing else:
+# no userinfo, path, second colon or percent-encoding, so that no two
+# readers can see two different hosts in one header.
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_RE = re.compile(
+    rf"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>{_LABEL}(?:\.{_LABEL})*)\.?)(?::(?P<port>[0-9]{{1,5}}))?"
+)
+_MAX_NAME = 253
+
+
+class MalformedHost(ValueError):
+    """A Host header that is not a host name or IP literal with an optional port."""
+
+    def __init__(self, problem: str = "The Host header is malformed") -> None:
+        # Never echoes the header: it is whatever the client chose to send.
+        super().__init__(
+            f"{problem}. Send one Host header naming a DNS name or an IP address, optionally "
+            "followed by ':' and a port number (such as acme.simpleams.co.uk or 10.0.0.5:8000)."
+        )
+
+
+@dataclass(frozen=True)
+class Host:
+    """A parsed Host header.
+
+    :param name: lower case, without a trailing dot; an IPv6 address without brackets.
+    :param port: the port, when one was given.
+    :param ip: whether ``name`` is an IP address.
+    """
+
+    name: str
+    port: int | None
+    ip: bool
+
+    @property
+    def netloc(self) -> str:
+        """Rebuilt from the parsed parts, never copied from the header."""
+        shown = f"[{self.name}]" if ":" in self.name else self.name
+        return shown if self.port is None else f"{shown}:{self.port}"
+
+    @property
+    def local(self) -> bool:
+        """localhost or an IP literal: a developer, or a load balancer's health check."""
+        return self.ip or self.name == "localhost"
+
+    def subdomain_of(self, domain: str) -> str | None:
+        """The labels before ``.domain`` (``x.acme`` for x.acme.DOMAIN), or None."""
+        suffix = "." + domain
+        if self.ip or not self.name.endswith(suffix):
+            return None
+        return self.name[: -len(suffix)]
+
+
+def parse_host(value: str) -> Host | None:
+    """The host a Host header value names; None for an empty one.
+
+    :raises MalformedHost: for anything but a DNS name or an IP literal with an optional port.
+    """
+    if not value:
+        return None
+    found = _HOST_RE.fullmatch(value.lower()) if value.isascii() else None
+    if found is None:
+        raise MalformedHost()
+    port = None
+    if found["port"] is not None:
+        port = int(found["port"])
+        if not 0 < port < 65536:
+            raise MalformedHost("The Host header names a port outside 1-65535")
+    if found["ipv6"] is not None:
+        try:
+            return Host(str(ipaddress.IPv6Address(found["ipv6"])), port, ip=True)
+        except ValueError:
+            raise MalformedHost() from None
+    name: str = found["name"]
+    try:
+        return Host(str(ipaddress.IPv4Address(name)), port, ip=True)
+    except ValueError:
+        pass
+    # A numeric last label is an IPv4 address in some spelling (127.1, 0x7f.1,
+    # 010.0.0.1): browsers and resolvers disagree about which one.
+    if len(name) > _MAX_NAME or name.rsplit(".", 1)[-1].isdigit():
+        raise MalformedHost()
+    return Host(name, port, ip=False)
+
+
+def request_host(headers: Iterable[tuple[bytes, bytes]]) -> Host | None:
+    """The host of a request, from its ASGI headers; None when it sent none.
+
+    :raises MalformedHost: for a malformed Host header, or more than one.
+    """
+    values = [value for name, value in headers if name.lower() == b"host"]
+    if len(values) > 1:
+        raise MalformedHost("The request sent more than one Host header")
+    return parse_host(values[0].decode("latin-1")) if values else None
 
 
 @dataclass(frozen=True)

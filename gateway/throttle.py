@@ -2,8 +2,10 @@
 
 Repeated bad tokens from one client get 429 with Retry-After instead of 401,
 which slows token guessing and scanners down. A request with a *valid* token
-is never throttled, even from a throttled address: Okta and Entra send from
-shared egress addresses, and Entra quarantines an app that answers it 429.
+gets through even from a throttled address: Okta and Entra send from shared
+egress addresses, and Entra quarantines an app that keeps answering it 429.
+A token this process knows is never throttled; one it has not seen yet is
+looked up at most once a second per throttled address (gateway/auth.py).
 
 Counters live in each gateway process (no shared state, no extra round
 trip); with N web processes a client gets up to N times the limit.

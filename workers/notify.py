@@ -8,7 +8,10 @@
   one email per interval, not 50,000.
 
 Emails are recorded (models/notifications.py) before they are sent, and
-never contain a token.
+never contain a token. Users are named as they were named when the event
+happened (``names_at``), and every piece of their name that reaches an email
+goes through ``mail.header_text``: one line, no control characters, bounded,
+so no name can forge a header or make an alert undeliverable.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -59,6 +64,12 @@ ACTIONS = {
 }
 
 
+# The longest name an alert shows, in characters: long enough for any real
+# name, short enough that the Subject still says what happened.
+NAME_LIMIT = 80
+UNNAMED = "an unnamed user"
+
+
 @dataclass(frozen=True)
 class Email:
     to: str
@@ -69,6 +80,16 @@ class Email:
 # --- composing (pure) ---------------------------------------------------------
 
 
+def person_name(display_name: str | None, email: str | None, user_name: str | None) -> str:
+    """How an alert names a user: the first of their displayName, email and
+    userName with something printable in it, made safe (``mail.header_text``)."""
+    for candidate in (display_name, email, user_name):
+        name = mail.header_text(candidate or "", NAME_LIMIT)
+        if name:
+            return name
+    return UNNAMED
+
+
 def leaver_email(
     tenant_slug: str,
     to: str,
@@ -77,6 +98,7 @@ def leaver_email(
     held: list[tuple[str, str, datetime]],
     staff_url: str,
 ) -> Email:
+    person = mail.header_text(person, NAME_LIMIT) or UNNAMED
     count = len(held)
     noun = "asset" if count == 1 else "assets"
     lines = [
@@ -90,12 +112,12 @@ def leaver_email(
         "",
         f"-- SimpleAMS provisioning for {tenant_slug}",
     ]
-    return Email(
-        to=to, subject=f"Leaver {person} still holds {count} {noun}", body="\n".join(lines)
-    )
+    subject = mail.header_text(f"Leaver {person} still holds {count} {noun}")
+    return Email(to=to, subject=subject, body="\n".join(lines))
 
 
 def new_admin_email(tenant_slug: str, to: str, person: str, idp: str, staff_url: str) -> Email:
+    person = mail.header_text(person, NAME_LIMIT) or UNNAMED
     source = (
         "A SimpleAMS administrator" if idp == "admin" else IDP_NAMES.get(idp, IDP_NAMES["scim"])
     )
@@ -109,7 +131,9 @@ def new_admin_email(tenant_slug: str, to: str, person: str, idp: str, staff_url:
         "",
         f"-- SimpleAMS provisioning for {tenant_slug}",
     ]
-    return Email(to=to, subject=f"{person} is now an admin", body="\n".join(lines))
+    return Email(
+        to=to, subject=mail.header_text(f"{person} is now an admin"), body="\n".join(lines)
+    )
 
 
 def guard_email(tenant_slug: str, to: str, staff_url: str) -> Email:
@@ -126,7 +150,8 @@ def guard_email(tenant_slug: str, to: str, staff_url: str) -> Email:
         "",
         f"-- SimpleAMS provisioning for {tenant_slug}",
     ]
-    return Email(to=to, subject="Mass deprovisioning held for review", body="\n".join(lines))
+    subject = mail.header_text("Mass deprovisioning held for review")
+    return Email(to=to, subject=subject, body="\n".join(lines))
 
 
 def digest_email(
@@ -151,7 +176,7 @@ def digest_email(
         "",
         f"-- SimpleAMS provisioning for {tenant_slug}",
     ]
-    return Email(to=to, subject="; ".join(summaries), body="\n".join(lines))
+    return Email(to=to, subject=mail.header_text("; ".join(summaries)), body="\n".join(lines))
 
 
 def _deliver(email: Email) -> None:
@@ -161,10 +186,69 @@ def _deliver(email: Email) -> None:
 # --- per event ----------------------------------------------------------------
 
 
+# The attributes (wire names, as events record them) an alert names a user by.
+_NAMING = ("displayName", "emails", "userName")
+
+
+def names_at(session: Session, event: ProvisioningEvent, user: User) -> str:
+    """How to name ``user`` in an alert about ``event``: as they were named
+    just after it, not as they are named now (a rename may have come since).
+
+    ``user`` holds today's values. Every write since the event recorded the
+    values it replaced (``changes``: {"displayName": [before, after]}), and
+    writes to one user are serialised (the gateway locks the row), so event
+    ids follow their order: the first later change of an attribute holds its
+    value at the time of the event. ``user`` must have been read before this
+    runs: a rename committed in between is then among the later events.
+    """
+    display_name, email, user_name = user.display_name, user.email, user.user_name
+    later = session.scalars(
+        select(ProvisioningEvent.changes)
+        .where(
+            ProvisioningEvent.user_id == user.id,
+            ProvisioningEvent.id > event.id,
+            ProvisioningEvent.changes.has_any(array(_NAMING)),
+        )
+        .order_by(ProvisioningEvent.id.desc())
+    )
+    for changes in later:  # newest first: each older change overrides
+        if _changed(changes, "displayName"):
+            display_name = _before(changes, "displayName")
+        if _changed(changes, "userName"):
+            user_name = _before(changes, "userName") or user_name
+        if _changed(changes, "emails"):
+            emails = changes["emails"][0]
+            email = _primary_email(emails if isinstance(emails, list) else [])
+    return person_name(display_name, email, user_name)
+
+
+def _changed(changes: dict[str, Any], attribute: str) -> bool:
+    pair = changes.get(attribute)
+    return isinstance(pair, list) and len(pair) == 2
+
+
+def _before(changes: dict[str, Any], attribute: str) -> str | None:
+    value = changes[attribute][0]
+    return value if isinstance(value, str) else None
+
+
+def _primary_email(emails: list[Any]) -> str | None:
+    """The users.email a SCIM ``emails`` value gives: the primary address,
+    else the work one, else the first (as gateway/scim/attributes.py::primary_email)."""
+    valid = [e for e in emails if isinstance(e, dict) and e.get("value")]
+    for chosen in (
+        next((e for e in valid if e.get("primary")), None),
+        next((e for e in valid if str(e.get("type", "")).lower() == "work"), None),
+        valid[0] if valid else None,
+    ):
+        if chosen is not None:
+            return str(chosen["value"])
+    return None
+
+
 def _is_leaving(event: ProvisioningEvent, user: User) -> bool:
     # Decide on the user's current state: a leaver re-enabled since is not one.
-    left = event.kind in (EventKind.user_deactivated, EventKind.user_deleted)
-    return left and (not user.active or user.deleted_at is not None)
+    return guard.is_leaving(event) and (not user.active or user.deleted_at is not None)
 
 
 @app.task(name="simpleams.notify.on_event", base=EffectTask, effect=Effect.notify)
@@ -182,7 +266,7 @@ def on_event(event_ids: list[int] | None = None, event_id: int | None = None) ->
                 select(ProvisioningEvent.id).where(
                     ProvisioningEvent.id.in_(ids),
                     or_(
-                        ProvisioningEvent.kind.in_(guard.LEAVING),
+                        guard.leaving(),
                         ProvisioningEvent.changes["role"][1].astext == Role.admin.value,
                     ),
                 )
@@ -280,7 +364,7 @@ def _alert_or_digest(
             new_admin_email(
                 tenant.slug,
                 tenant.notify_email,
-                user.display_name or user.email or user.user_name,
+                names_at(session, event, user),
                 event.actor_idp,
                 settings.staff_url(tenant.slug, user.id),
             ),
@@ -293,7 +377,7 @@ def _alert_or_digest(
     alert = leaver_email(
         tenant.slug,
         tenant.notify_email,
-        user.display_name or user.email or user.user_name,
+        names_at(session, event, user),
         event.actor_idp,
         held,
         settings.staff_url(tenant.slug, user.id),

@@ -1,9 +1,24 @@
 """/login and /logout for tenant admins.
 
 A wrong workspace, email or password all get the same answer, after the
-same argon2 work, so the page does not reveal who is an admin. Failed
-sign-ins are throttled per client address and per account (429 with
-Retry-After); a successful one never is.
+same argon2 work, so the page does not reveal who is an admin.
+
+Failed sign-ins are throttled (429 with Retry-After), in each process, over
+15 minutes, by two rules:
+
+* per client address: past ``sign_in_failures`` failures, the address is
+  refused for every account, even with the right password;
+* per account: past ``sign_in_failures`` failures from any addresses, an
+  address that has itself failed on that account is refused for it, while
+  an address that has not may still try. So strangers cannot lock the admin
+  out (their failures do not stop the admin's own address), and a guesser
+  spread over many addresses gets one guess per address, not ten
+  (OWASP's Authentication Cheat Sheet: account lockout without the denial
+  of service).
+
+argon2 (64 MiB a computation) runs at most ``password_hashes_at_once`` at a
+time per process, with ``password_hashes_waiting`` more waiting; past that
+a sign-in gets 503 with Retry-After at once (passwords.HashingLimit).
 """
 
 from __future__ import annotations
@@ -11,7 +26,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -28,14 +43,52 @@ from models.tenants import Tenant
 log = logging.getLogger("simpleams.gateway.admin")
 
 SIGN_IN_WINDOW_SECONDS = 900.0
+# Seconds a sign-in turned away for want of argon2 capacity is asked to wait.
+BUSY_RETRY_AFTER_SECONDS = 2
+
+SignInThrottles = tuple[FailedAuthThrottle, FailedAuthThrottle, FailedAuthThrottle]
 
 
-def sign_in_throttles(settings: Settings) -> tuple[FailedAuthThrottle, FailedAuthThrottle]:
-    """(per client address, per account) failed sign-in counters for one process."""
+def sign_in_throttles(settings: Settings) -> SignInThrottles:
+    """(per client address, per account, per account and address) failed
+    sign-in counters for one process; the last only remembers whether the
+    address failed on the account within the window."""
     return (
         FailedAuthThrottle(limit=settings.sign_in_failures, window=SIGN_IN_WINDOW_SECONDS),
         FailedAuthThrottle(limit=settings.sign_in_failures, window=SIGN_IN_WINDOW_SECONDS),
+        FailedAuthThrottle(limit=1, window=SIGN_IN_WINDOW_SECONDS),
     )
+
+
+def password_hashing(app: Starlette) -> passwords.HashingLimit:
+    """This process's bound on argon2 work for sign-ins (made by create_app)."""
+    limit: passwords.HashingLimit = app.state.password_hashing
+    return limit
+
+
+def refused_for(throttles: SignInThrottles, client: str, account: str) -> int | None:
+    """Seconds until ``client`` may try ``account`` again, or None when it may now."""
+    by_address, by_account, by_address_on_account = throttles
+    wait = by_address.retry_after(client)
+    if wait is not None:
+        return wait
+    account_wait = by_account.retry_after(account)
+    if account_wait is None:
+        return None
+    # The account is under attack: only addresses that have not failed on it may try.
+    own_wait = by_address_on_account.retry_after(_address_on_account(client, account))
+    return None if own_wait is None else min(account_wait, own_wait)
+
+
+def record_failed_sign_in(throttles: SignInThrottles, client: str, account: str) -> None:
+    by_address, by_account, by_address_on_account = throttles
+    by_address.record_failure(client)
+    by_account.record_failure(account)
+    by_address_on_account.record_failure(_address_on_account(client, account))
+
+
+def _address_on_account(client: str, account: str) -> str:
+    return f"{client} {account}"  # an address has no space in it
 
 
 def _safe_next(value: object) -> str:
@@ -99,11 +152,12 @@ async def login(request: Request) -> Response:
             email=email,
             next=target,
         )
-    by_address, by_account = request.app.state.sign_in_throttles
+    throttles: SignInThrottles = request.app.state.sign_in_throttles
+    client = _client(request)
     account = f"{workspace}:{email.lower()}"
-    wait = by_address.retry_after(_client(request)) or by_account.retry_after(account)
+    wait = refused_for(throttles, client, account)
     if wait is not None:
-        log.warning("throttling admin sign-ins client=%s retry_after=%s", _client(request), wait)
+        log.warning("throttling admin sign-ins client=%s retry_after=%s", client, wait)
         response = message_page(
             request,
             429,
@@ -126,13 +180,23 @@ async def login(request: Request) -> Response:
                     .where(Tenant.slug == workspace, func.lower(Admin.email) == email.lower())
                 )
             ).first()
-    verified = await run_in_threadpool(
-        passwords.verify, row.password_hash if row else None, password
-    )
+    try:
+        verified = await password_hashing(request.app).verify(
+            row.password_hash if row else None, password
+        )
+    except passwords.HashingBusy:
+        log.warning("admin sign-in turned away, argon2 at capacity client=%s", client)
+        response = message_page(
+            request,
+            503,
+            "Busy",
+            "Too many sign-ins at once on this server. Wait a few seconds, then try again.",
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+        return response
     if row is None or not verified:
-        by_address.record_failure(_client(request))
-        by_account.record_failure(account)
-        log.info("admin sign-in failed client=%s workspace=%s", _client(request), workspace)
+        record_failed_sign_in(throttles, client, account)
+        log.info("admin sign-in failed client=%s workspace=%s", client, workspace)
         return _login_form(
             request,
             400,

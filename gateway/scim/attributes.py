@@ -4,19 +4,23 @@ The ``attributes`` JSONB document is the source of truth; a few scalar
 columns are derived from it on every write (``indexed_columns``) so the
 lookups IdPs make on every user, and the staff list, are index scans. The
 filter compiler and ``sortBy`` use the mapping below to read an attribute
-from the right place.
+from the right place, and both filter compilers (/Users and /Groups) the
+operator rule (check_operator) to refuse an operator an attribute's type does
+not take.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from scim2_models import Attribute, Mutability
 from scim2_models.path import AttributeBinding
 from sqlalchemy import String, cast, literal
 from sqlalchemy.dialects.postgresql import JSONB
 
 from gateway.scim import errors
-from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN
+from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
 from models.users import User
 
 users = User.__table__.c
@@ -24,6 +28,99 @@ users = User.__table__.c
 CORE_PREFIX = CORE_USER_URN + ":"
 # JSONB constants bound as JSON values (a cast of a Python string would bind a JSON string).
 EMPTY_ARRAY = literal([], JSONB)
+
+
+# The common attributes (RFC 7643 §3.1) a /Users filter can name, each read
+# from a column (column_for); meta.location and meta.version cannot be.
+COMMON_FILTER_ATTRIBUTES = (
+    "id",
+    "externalId",
+    "meta.created",
+    "meta.lastModified",
+    "meta.resourceType",
+)
+
+
+@cache
+def user_filter_attributes() -> tuple[str, ...]:
+    """Every attribute path a /Users filter accepts.
+
+    The common attributes above, then every attribute and sub-attribute of the
+    schemas /Schemas advertises for a User (extension ones fully qualified).
+    """
+    paths = list(COMMON_FILTER_ATTRIBUTES)
+    for model, prefix in ((ScimUser, ""), (EnterpriseUser, ENTERPRISE_URN + ":")):
+        for attribute in model.to_schema().attributes or []:
+            paths.append(f"{prefix}{attribute.name}")
+            for sub in attribute.sub_attributes or []:
+                paths.append(f"{prefix}{attribute.name}.{sub.name}")
+    return tuple(paths)
+
+
+# RFC 7644 §3.4.2.2: the filter operators that apply to an attribute, by its
+# type (RFC 7643 §2.3). co/sw/ew match strings; gt/ge/lt/le order strings,
+# numbers and dates, and "Boolean and Binary attributes SHALL cause a failed
+# response (HTTP status code 400) with a 'scimType' of 'invalidFilter'"; a
+# complex attribute can only be tested for presence (a comparison names one
+# of its sub-attributes). pr applies to every attribute. This is the one rule
+# both the /Users (filters.py) and the /Groups (group_filters.py) compilers
+# apply, through check_operator.
+FILTER_OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr")
+_ORDERED = ("eq", "ne", "gt", "ge", "lt", "le", "pr")
+OPERATORS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "string": FILTER_OPERATORS,
+    "reference": FILTER_OPERATORS,
+    "dateTime": _ORDERED,
+    "integer": _ORDERED,
+    "decimal": _ORDERED,
+    "boolean": ("eq", "ne", "pr"),
+    "binary": ("eq", "ne", "pr"),
+    "complex": ("pr",),
+}
+# RFC 7643 §4.1.1: a write-only attribute (password) is only compared for equality.
+WRITE_ONLY_OPERATORS = ("eq", "ne", "pr")
+
+
+def scim_type(binding: AttributeBinding) -> str:
+    """The RFC 7643 §2.3 type of the attribute a binding compares."""
+    target = binding.target_type
+    if not isinstance(target, type):
+        return "string"  # Any: what scim2-models' schemas say of it too
+    if issubclass(target, bytes):
+        return "binary"  # Base64Bytes, unwrapped
+    return str(Attribute.Type.from_python(target).value)
+
+
+def is_write_only(binding: AttributeBinding) -> bool:
+    head = binding.model.get_field_annotation(binding.field_name, Mutability)
+    return Mutability.write_only in (head, binding.get_annotation(Mutability))
+
+
+def operators_for(binding: AttributeBinding) -> tuple[str, ...]:
+    """The filter operators that apply to the attribute a binding names."""
+    if is_write_only(binding):
+        return WRITE_ONLY_OPERATORS
+    return OPERATORS_BY_TYPE[scim_type(binding)]
+
+
+def check_operator(attribute: str, binding: AttributeBinding, op: str) -> None:
+    """Refuse, as 400 invalidFilter, an operator that does not apply to an attribute.
+
+    :param attribute: the attribute as the filter names it, for the message.
+    :param op: the operator, lowercase (``CompareOperator.value``, or ``"pr"``).
+    """
+    allowed = operators_for(binding)
+    if op in allowed:
+        return
+    kind = scim_type(binding)
+    hint = "; compare one of its sub-attributes instead" if kind == "complex" else ""
+    if is_write_only(binding):
+        kind = f"{kind}, write-only"
+    takes = ", ".join(allowed[:-1]) + f" and {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+    raise errors.InvalidFilter(
+        f"'{op}' does not apply to '{attribute}' (type {kind}), which takes {takes} "
+        f"only{hint} (RFC 7644 §3.4.2.2)."
+    )
 
 
 def primary_email(document: dict[str, Any]) -> str | None:

@@ -18,6 +18,7 @@ from gateway.scim import errors
 from gateway.scim.bulk import MAX_OPERATIONS
 from gateway.scim.group_requests import GROUP_URN
 from gateway.scim.http import base_url, scim_json
+from gateway.scim.limits import MAX_PATCH_OPERATIONS, MAX_PATCH_VALUES, MAX_VALUES
 from gateway.scim.render import list_response
 from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
 from gateway.scim.users import DEFAULT_COUNT, MAX_RESULTS
@@ -71,8 +72,20 @@ def _schemas() -> dict[str, dict[str, Any]]:
     schemas = {}
     for model in (ScimUser, EnterpriseUser, Group):
         schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        if model is not Group:  # group members are not bounded (gateway/scim/limits.py)
+            _advertise_value_limit(schema)
         schemas[schema["id"]] = schema
     return schemas
+
+
+def _advertise_value_limit(schema: dict[str, Any]) -> None:
+    """Say in each multi-valued attribute's description how many values it takes:
+    RFC 7643 §7 has no field for it, and the description is what an admin reads."""
+    for attribute in schema.get("attributes", []):
+        if attribute.get("multiValued") and attribute.get("mutability") != "readOnly":
+            limit = f"At most {MAX_VALUES} values."
+            described = (attribute.get("description") or "").rstrip()
+            attribute["description"] = f"{described} {limit}".strip()
 
 
 def _user_resource_type() -> dict[str, Any]:
@@ -80,7 +93,11 @@ def _user_resource_type() -> dict[str, Any]:
         {
             "id": "User",
             "name": "User",
-            "description": "SimpleAMS staff member",
+            "description": (
+                f"SimpleAMS staff member. A PATCH holds at most {MAX_PATCH_OPERATIONS} "
+                f"operations carrying at most {MAX_PATCH_VALUES} values of multi-valued "
+                "attributes."
+            ),
             "endpoint": "/Users",
             "schema": CORE_USER_URN,
             "schemaExtensions": [{"schema": ENTERPRISE_URN, "required": False}],

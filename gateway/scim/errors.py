@@ -14,6 +14,7 @@
     ├── Forbidden             403
     ├── NotFound              404
     ├── MethodNotAllowed      405
+    ├── RequestTimeout        408
     ├── PreconditionFailed    412
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
@@ -105,6 +106,12 @@ class UnresolvedBulkId(ScimError):
 
     status = 409
     scim_type = "invalidValue"
+
+
+class RequestTimeout(ScimError):
+    """The client did not send its whole body in time (RFC 9110 §15.5.9)."""
+
+    status = 408
 
 
 class InvalidVersion(ScimError):

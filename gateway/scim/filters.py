@@ -12,6 +12,10 @@ Where an attribute lives:
 - everything else: the ``attributes`` JSONB document, multi-valued attributes
   through ``EXISTS (… jsonb_array_elements …)``.
 
+An operator the attribute's type does not take (``meta.created sw``,
+``active gt``, ``name eq``) is a 400 invalidFilter from
+attributes.check_operator, the rule group_filters.py applies too.
+
 Every leaf is made two-valued (``coalesce(…, false)``) so that ``not`` behaves
 as SCIM expects: ``not (title eq "x")`` matches users without a title, where
 SQL's three-valued NULL would drop them.
@@ -19,6 +23,7 @@ SQL's three-valued NULL would drop them.
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 import uuid
@@ -58,6 +63,7 @@ from gateway.scim import errors
 from gateway.scim.attributes import (
     CORE_PREFIX,
     EMPTY_ARRAY,
+    check_operator,
     column_for,
     element_sql,
     is_string,
@@ -118,8 +124,14 @@ def compile_filter(text: str) -> ColumnElement[bool]:
         raise errors.InvalidFilter("The filter contains a NUL or an invalid Unicode character.")
     try:
         with POLICY:
-            parsed = ScimFilter[ScimUser](text)
-            return _SqlCompiler(parsed).visit(parsed.ast)
+            syntax: ScimFilter[Any] = ScimFilter(text)
+            # The compiler first, so that an operator the attribute's type does
+            # not take is refused by our rule (attributes.check_operator), whose
+            # message lists the operators it does take; then scim2-models' own
+            # checks (values, write-only attributes) on the tree already parsed.
+            condition = _SqlCompiler(_RESOLVER).visit(syntax.ast)
+            ScimFilter[ScimUser](syntax.ast)
+            return condition
     except SCIMException as exc:
         raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc.detail}") from None
     except (ValueError, TypeError, RecursionError) as exc:
@@ -192,6 +204,12 @@ def sort_expression(attribute: str) -> ColumnElement[Any]:
     return expression
 
 
+# Binds attribute paths to the User model (resolve / resolve_comparison depend
+# on the model only, not on the filter the instance holds).
+with POLICY:
+    _RESOLVER: ScimFilter[ScimUser] = ScimFilter[ScimUser]("id pr")
+
+
 class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
     def __init__(
         self, parsed: ScimFilter[ScimUser], element: Any = None, outer: AttrPath | None = None
@@ -214,6 +232,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
 
     def visit_present(self, node: Present) -> ColumnElement[bool]:
         binding = self._bind(node.attr_path, comparison=False)
+        check_operator(self._name(node.attr_path), binding, "pr")
         if self.element is not None:
             return _present_json(self.element[wire_name(binding, sub=True)])
         if binding.is_multivalued:
@@ -242,6 +261,7 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
                 "Unicode character."
             )
         binding = self._bind(node.attr_path, comparison=True)
+        check_operator(self._name(node.attr_path), binding, node.op.value)
         _check_literal(binding, node)
         value = coerce_value(binding, node.value, node.op)
         if isinstance(value, str):
@@ -288,6 +308,12 @@ class _SqlCompiler(FilterVisitor[ColumnElement[bool]]):
         )
         inner = _SqlCompiler(self.parsed, element=elements.c.value, outer=node.attr_path)
         return select(literal(1)).select_from(elements).where(inner.visit(node.val_filter)).exists()
+
+    def _name(self, attr_path: AttrPath) -> str:
+        """The attribute as the client named it; inside ``emails[...]``, ``emails.type``."""
+        if self.outer is None:
+            return str(attr_path)
+        return f"{self.outer}.{attr_path.attr}"
 
     def _bind(self, attr_path: AttrPath, *, comparison: bool) -> AttributeBinding:
         if self.outer is not None:
@@ -376,8 +402,7 @@ def _compare(
             raise errors.InvalidFilter(f"'{op.value}' cannot compare with null.")
         return left.is_(None) if op is CompareOperator.eq else left.is_not(None)
     if binding.target_type is bool:
-        if op not in (CompareOperator.eq, CompareOperator.ne):
-            raise errors.InvalidFilter(f"'{op.value}' cannot compare the boolean '{binding.urn}'.")
+        check_operator(binding.urn, binding, op.value)  # eq or ne, from here on
         if isinstance(left.type, JSONB):
             right: Any = literal(bool(value), JSONB)
         else:
@@ -386,6 +411,10 @@ def _compare(
             equal: ColumnElement[bool] = left == right
             return equal
         return left.is_distinct_from(right)
+    if isinstance(value, bytes):
+        # A binary attribute is stored as its base64 text (RFC 7643 §2.3.6);
+        # scim2-models decoded the filter's value.
+        value = base64.b64encode(value).decode("ascii")
     if isinstance(value, datetime):
         right = literal(value)
     else:

@@ -5,6 +5,8 @@ walks the AST. Okta and Entra filter groups by ``displayName eq`` (Entra
 always with ``excludedAttributes=members``) and by ``externalId eq``; the rest
 of the grammar (and/or/not, co/sw/ew/pr, ``members[value eq "…"]``,
 ``members eq "…"``) works too, on the indexed columns and the membership table.
+An operator the attribute's type does not take (``meta.created sw``) is a 400
+invalidFilter from attributes.check_operator, the rule filters.py applies too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from scim2_models import Group as ScimGroup
 from scim2_models import SCIMException, ScimFilter
 from scim2_models.path import (
+    AttributeBinding,
     AttrPath,
     CompareOperator,
     Comparison,
@@ -26,14 +29,40 @@ from scim2_models.path import (
     Present,
     ValuePath,
 )
-from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    cast,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from gateway.scim import errors
+from gateway.scim.attributes import check_operator
 from gateway.scim.filters import _like_escape
 from models.groups import Group, GroupMember
 from models.users import User
 
 MAX_FILTER_LENGTH = 4096
+
+# Every attribute path a /Groups filter accepts; the other attributes of the
+# Group schema (members.display, members.type, members.$ref, meta.location…)
+# are refused with this list.
+GROUP_FILTER_ATTRIBUTES = (
+    "id",
+    "externalId",
+    "displayName",
+    "members",
+    "members.value",
+    "meta.created",
+    "meta.lastModified",
+)
 
 
 def compile_group_filter(text: str) -> ColumnElement[bool]:
@@ -43,17 +72,34 @@ def compile_group_filter(text: str) -> ColumnElement[bool]:
     if "\x00" in text:
         raise errors.InvalidFilter("The filter contains a NUL character.")
     try:
-        parsed = ScimFilter[ScimGroup](text)
-        return _GroupSql().visit(parsed.ast)
+        syntax: ScimFilter[Any] = ScimFilter(text)
+        # As for users (filters.compile_filter): our operator rule first, then
+        # scim2-models' own checks on the tree already parsed.
+        condition = _GroupSql().visit(syntax.ast)
+        ScimFilter[ScimGroup](syntax.ast)
+        return condition
     except SCIMException as exc:
         raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc.detail}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise errors.InvalidFilter(f"Invalid filter {text!r}: {exc}") from None
 
 
+# Binds attribute paths to the Group model (resolve_comparison depends on the
+# model only, not on the filter the instance holds).
+_RESOLVER: ScimFilter[ScimGroup] = ScimFilter[ScimGroup]("id pr")
+
+
 def _name(path: AttrPath) -> str:
     name = path.attr if not path.sub_attr else f"{path.attr}.{path.sub_attr}"
     return name.lower()
+
+
+def _unsupported(attribute: str) -> errors.InvalidFilter:
+    return errors.InvalidFilter(
+        f"'{attribute}' cannot be used in a filter on groups: use "
+        + ", ".join(GROUP_FILTER_ATTRIBUTES[:-1])
+        + f" or {GROUP_FILTER_ATTRIBUTES[-1]}."
+    )
 
 
 def _has_member(condition: Any) -> ColumnElement[bool]:
@@ -79,15 +125,31 @@ class _GroupSql(FilterVisitor[ColumnElement[bool]]):
     def visit_not(self, node: Not) -> ColumnElement[bool]:
         return not_(func.coalesce(self.visit(node.expr), false()))
 
+    def _attribute(self, path: AttrPath, op: str) -> tuple[str, str]:
+        """The attribute as the client named it and its lowercase dotted name,
+        once ``op`` is known to apply to its type (attributes.check_operator)."""
+        if self.inside_members:
+            if path.sub_attr or path.uri:
+                raise errors.InvalidFilter(
+                    "Inside 'members[...]' name sub-attributes only, e.g. 'value'."
+                )
+            path = AttrPath(attr="members", sub_attr=path.attr)
+        resolve = _RESOLVER.resolve if op == "pr" else _RESOLVER.resolve_comparison
+        binding: AttributeBinding | None = resolve(path, strict=False)
+        if binding is None:
+            raise _unsupported(str(path))
+        check_operator(str(path), binding, op)
+        return str(path), _name(path)
+
     def visit_present(self, node: Present) -> ColumnElement[bool]:
-        name = _name(node.attr_path)
+        shown, name = self._attribute(node.attr_path, "pr")
         if name in ("id", "displayname", "meta.created", "meta.lastmodified"):
             return true()
         if name == "externalid":
             return Group.external_id.is_not(None)
         if name in ("members", "members.value"):
             return _has_member(true())
-        raise errors.InvalidFilter(f"'{node.attr_path} pr' is not supported on groups.")
+        raise _unsupported(shown)
 
     def visit_value_path(self, node: ValuePath) -> ColumnElement[bool]:
         if _name(node.attr_path) != "members" or self.inside_members:
@@ -97,13 +159,12 @@ class _GroupSql(FilterVisitor[ColumnElement[bool]]):
         return _GroupSql(inside_members=True).visit(node.val_filter)
 
     def visit_comparison(self, node: Comparison) -> ColumnElement[bool]:
-        name = _name(node.attr_path)
-        if self.inside_members:
-            name = f"members.{name}"
+        shown, name = self._attribute(node.attr_path, node.op.value)
         value, op = node.value, node.op
         if name in ("members", "members.value"):
             if op not in (CompareOperator.eq, CompareOperator.ne):
-                raise errors.InvalidFilter("Members can be compared with 'eq' and 'ne' only.")
+                # A member's id as text: `members sw "2819c223"`.
+                return _has_member(_text(cast(User.scim_id, String), op, value, lower=False))
             member = (
                 _has_member(User.scim_id == _uuid_or_none(value))
                 if _uuid_or_none(value)
@@ -112,7 +173,7 @@ class _GroupSql(FilterVisitor[ColumnElement[bool]]):
             return member if op is CompareOperator.eq else not_(member)
         if name == "id":
             if op not in (CompareOperator.eq, CompareOperator.ne):
-                raise errors.InvalidFilter("'id' can be compared with 'eq' and 'ne' only.")
+                return _text(cast(Group.id, String), op, value, lower=False)
             same = Group.id == _uuid_or_none(value) if _uuid_or_none(value) else false()
             return same if op is CompareOperator.eq else not_(same)
         if name in ("meta.created", "meta.lastmodified"):
@@ -122,10 +183,7 @@ class _GroupSql(FilterVisitor[ColumnElement[bool]]):
             return _text(func.lower(Group.display_name), op, value, lower=True)
         if name == "externalid":
             return _text(Group.external_id, op, value, lower=False)
-        raise errors.InvalidFilter(
-            f"Unknown attribute '{node.attr_path}' on groups: use displayName, externalId, "
-            "id, members or meta.created/meta.lastModified."
-        )
+        raise _unsupported(shown)
 
 
 def _datetime(path: AttrPath, value: Any) -> datetime:
@@ -183,7 +241,7 @@ def _ordered(left: Any, op: CompareOperator, right: Any) -> ColumnElement[bool]:
         CompareOperator.lt: lambda: left < right,
         CompareOperator.le: lambda: left <= right,
     }
-    if op not in comparisons:
-        raise errors.InvalidFilter(f"'{op.value}' cannot compare dates.")
+    if op not in comparisons:  # co/sw/ew: attributes.check_operator refused them already
+        raise errors.InvalidFilter(f"'{op.value}' cannot order values.")
     result: ColumnElement[bool] = comparisons[op]()
     return result

@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+import orjson
+from sqlalchemy import ColumnElement, Text, cast, delete, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,7 +22,6 @@ from gateway.scim import errors
 from gateway.scim.store import Actor
 from models.groups import Group, GroupMember
 from models.outbox import EventKind, ProvisioningEvent
-from models.roles import role_change_events, role_statements
 from models.users import User
 
 GroupRow = Any  # a Row of the groups table
@@ -52,9 +53,19 @@ async def get(
 
 
 async def resolve_users(
-    conn: AsyncConnection, tenant_id: uuid.UUID, scim_ids: Iterable[str]
+    conn: AsyncConnection, tenant_id: uuid.UUID, scim_ids: Iterable[str], *, joining: bool = False
 ) -> dict[str, uuid.UUID]:
-    """Map SCIM user ids to staff row ids; only the tenant's live users are found."""
+    """Map SCIM user ids to staff row ids; only the tenant's live users are found.
+
+    ``joining``: the users are about to become members. Their rows are then
+    share-locked until the transaction ends, so a concurrent DELETE of one of
+    them (which updates the row, then removes its memberships) waits for this
+    transaction, or this one waits for it and no longer finds the user:
+    PostgreSQL re-checks ``deleted_at`` on the row the DELETE committed. No
+    membership can point at a deleted user, whatever the timing. A plain
+    foreign key's lock (FOR KEY SHARE) would not do: it does not conflict with
+    the DELETE's update.
+    """
     wanted: dict[uuid.UUID, str] = {}
     for value in scim_ids:
         try:
@@ -63,13 +74,14 @@ async def resolve_users(
             continue  # not an id we ever issued: not found
     if not wanted:
         return {}
-    rows = await conn.execute(
-        select(User.scim_id, User.id).where(
-            User.tenant_id == tenant_id,
-            User.scim_id.in_(list(wanted)),
-            User.deleted_at.is_(None),
-        )
+    query = select(User.scim_id, User.id).where(
+        User.tenant_id == tenant_id,
+        User.scim_id.in_(list(wanted)),
+        User.deleted_at.is_(None),
     )
+    if joining:  # in one order, so that two such transactions cannot deadlock
+        query = query.order_by(User.id).with_for_update(read=True)
+    rows = await conn.execute(query)
     return {wanted[row.scim_id]: row.id for row in rows}
 
 
@@ -159,29 +171,6 @@ async def member_user_ids(conn: AsyncConnection, group_id: uuid.UUID) -> set[uui
     return set(result.scalars())
 
 
-async def recompute_roles(
-    conn: AsyncConnection, actor: Actor, user_ids: Collection[uuid.UUID]
-) -> int:
-    """Derive the roles of these users from their groups now (models/roles.py),
-    recording a ``user.updated`` event for each role that changed."""
-    if not user_ids:
-        return 0
-    lock, change = role_statements(actor.tenant_id, user_ids)
-    await conn.execute(lock)
-    changed = (await conn.execute(change)).all()
-    if changed:
-        who = {
-            "actor_idp": actor.idp,
-            "actor_credential_id": actor.credential_id,
-            "actor_user_agent": actor.user_agent,
-            "request_id": actor.request_id,
-        }
-        await conn.execute(
-            insert(ProvisioningEvent), role_change_events(actor.tenant_id, changed, who)
-        )
-    return len(changed)
-
-
 async def record_event(
     conn: AsyncConnection,
     actor: Actor,
@@ -218,25 +207,45 @@ async def delete_group(conn: AsyncConnection, group_id: uuid.UUID) -> None:
     await conn.execute(delete(Group).where(Group.id == group_id))
 
 
-async def members_of(
-    conn: AsyncConnection, group_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, list[Any]]:
-    """Each group's live members (scim_id, display), in the order they joined."""
-    found: dict[uuid.UUID, list[Any]] = {group_id: [] for group_id in group_ids}
+async def members_json(
+    conn: AsyncConnection, group_ids: Collection[uuid.UUID], url: str
+) -> dict[uuid.UUID, orjson.Fragment]:
+    """Each group's live members, in the order they joined, as the JSON of its
+    SCIM ``members`` attribute (value, display, type, $ref).
+
+    PostgreSQL builds the JSON: a page of large groups is tens of thousands of
+    members, and turning that many rows into Python objects took most of a
+    second of the event loop's time (20 groups of 3,000 members: 0.85 s). Here
+    the gateway receives one text per group and splices it into the response
+    unparsed.
+    """
+    found = {group_id: orjson.Fragment(b"[]") for group_id in group_ids}
     if not group_ids:
         return found
+    display = func.coalesce(GroupMember.display, User.display_name, User.user_name)
+    member = func.json_build_object(
+        "value",
+        cast(User.scim_id, Text),
+        "display",
+        display,
+        "type",
+        "User",
+        "$ref",
+        literal(f"{url}/Users/") + cast(User.scim_id, Text),
+    )
     rows = await conn.execute(
         select(
             GroupMember.group_id,
-            User.scim_id,
-            func.coalesce(GroupMember.display, User.display_name, User.user_name).label("display"),
+            cast(
+                func.json_agg(aggregate_order_by(member, GroupMember.added_at, User.scim_id)), Text
+            ),
         )
         .join(User, User.id == GroupMember.user_id)
         .where(GroupMember.group_id.in_(list(group_ids)), User.deleted_at.is_(None))
-        .order_by(GroupMember.group_id, GroupMember.added_at, User.scim_id)
+        .group_by(GroupMember.group_id)
     )
-    for row in rows:
-        found[row.group_id].append(row)
+    for group_id, members in rows:
+        found[group_id] = orjson.Fragment(members)
     return found
 
 

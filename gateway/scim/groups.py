@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import reading, writing
-from gateway.scim import errors, group_store
+from gateway.scim import errors, group_store, store
 from gateway.scim.group_filters import compile_group_filter
 from gateway.scim.group_requests import GROUP_URN, Members, parse_group, parse_group_patch
 from gateway.scim.http import (
@@ -81,21 +82,14 @@ def _names(raw: Any, parameter: str) -> set[str] | None:
     return names
 
 
-def render_group(row: Any, members: list[Any] | None, url: str) -> dict[str, Any]:
+def render_group(row: Any, members: orjson.Fragment | None, url: str) -> dict[str, Any]:
+    """A group as SCIM JSON; ``members`` comes rendered (group_store.members_json)."""
     resource: dict[str, Any] = {"schemas": [GROUP_URN], "id": str(row.id)}
     if row.external_id is not None:
         resource["externalId"] = row.external_id
     resource["displayName"] = row.display_name
     if members is not None:
-        resource["members"] = [
-            {
-                "value": str(member.scim_id),
-                "display": member.display,
-                "type": "User",
-                "$ref": f"{url}/Users/{member.scim_id}",
-            }
-            for member in members
-        ]
+        resource["members"] = members
     resource["meta"] = {
         "resourceType": "Group",
         "created": _timestamp(row.created_at),
@@ -109,10 +103,13 @@ def render_group(row: Any, members: list[Any] | None, url: str) -> dict[str, Any
 async def _single(
     conn: AsyncConnection, row: Any, request: Request, projection: Projection, status: int = 200
 ) -> Response:
+    url = base_url(request)
     members = (
-        (await group_store.members_of(conn, [row.id]))[row.id] if projection.wants_members else None
+        (await group_store.members_json(conn, [row.id], url))[row.id]
+        if projection.wants_members
+        else None
     )
-    resource = render_group(row, members, base_url(request))
+    resource = render_group(row, members, url)
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = resource["meta"]["location"]
@@ -161,7 +158,7 @@ async def _query(
             conn, principal(request).tenant_id, condition, first - 1, limit
         )
         members = (
-            await group_store.members_of(conn, [row.id for row in rows])
+            await group_store.members_json(conn, [row.id for row in rows], url)
             if projection.wants_members
             else {}
         )
@@ -176,7 +173,7 @@ async def _resolve_new_members(
     conn: AsyncConnection, tenant_id: uuid.UUID, members: Members
 ) -> dict[uuid.UUID, str | None]:
     """Staff row id -> display of each new member; 400 if any is not a live user here."""
-    found = await group_store.resolve_users(conn, tenant_id, members)
+    found = await group_store.resolve_users(conn, tenant_id, members, joining=True)
     missing = [value for value in members if value not in found]
     if missing:
         shown = ", ".join(repr(value) for value in missing[:5])
@@ -206,7 +203,7 @@ async def create_group(request: Request) -> Response:
                 **group_store.membership_changes(joined, set()),
             },
         )
-        await group_store.recompute_roles(conn, who, joined)
+        await store.recompute_roles(conn, who, joined)
         return await _single(conn, row, request, projection, status=201)
 
 
@@ -232,7 +229,7 @@ async def replace_group(request: Request) -> Response:
         row = await _new_version(conn, current, values, joined | left)
         await _record_update(conn, who, current, row, joined, left)
         touched = joined | left | (set(members) if _renamed(current, row) else set())
-        await group_store.recompute_roles(conn, who, touched)
+        await store.recompute_roles(conn, who, touched)
         return await _single(conn, row, request, projection)
 
 
@@ -260,7 +257,7 @@ async def patch_group(request: Request) -> Response:
         if _renamed(current, row):
             # The group may now map to another role (or none): every member.
             touched |= await group_store.member_user_ids(conn, row.id)
-        await group_store.recompute_roles(conn, who, touched)
+        await store.recompute_roles(conn, who, touched)
         if not projection.given:
             return Response(status_code=204, headers={"ETag": etag(row.version)})
         return await _single(conn, row, request, projection)
@@ -327,7 +324,7 @@ async def delete_group(request: Request) -> Response:
                 **group_store.membership_changes(set(), members),
             },
         )
-        await group_store.recompute_roles(conn, who, members)
+        await store.recompute_roles(conn, who, members)
     return Response(status_code=204)
 
 

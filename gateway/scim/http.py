@@ -2,22 +2,64 @@
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Message, Receive
 
-from gateway.auth import Principal
 from gateway.scim import errors
 from gateway.scim.errors import SCIM_MEDIA_TYPE
 from gateway.scim.render import etag
 from gateway.scim.store import Actor
 from gateway.settings import Settings
+from gateway.tenancy import request_host
+
+if TYPE_CHECKING:  # gateway/auth.py reads bodies with this module's helpers
+    from gateway.auth import Principal
 
 _JSON_MEDIA_TYPES = {"application/scim+json", "application/json"}
+
+
+async def read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+    """The whole request body, read before the request takes a fairness place.
+
+    gateway/auth.py calls this once a request is authenticated; the endpoint
+    then gets the body from ``replay``. How long the client may take to send
+    it is bounded in gateway/app.py (``BodyDeadlineMiddleware``).
+
+    :param declared: the Content-Length header, if any.
+    :raises errors.PayloadTooLarge: past ``limit`` bytes, declared or sent.
+    :raises ClientDisconnect: when the client leaves before the end of its body.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over ``body`` (already read), then listens to the client."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 async def read_json(request: Request) -> Any:
@@ -30,12 +72,12 @@ async def read_json(request: Request) -> Any:
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise _too_large(settings)
+        raise _too_large(settings.max_body_bytes)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > settings.max_body_bytes:
-            raise _too_large(settings)
+            raise _too_large(settings.max_body_bytes)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -79,10 +121,8 @@ def _shape_problem(data: Any) -> errors.ScimError | None:
     return None
 
 
-def _too_large(settings: Settings) -> errors.PayloadTooLarge:
-    return errors.PayloadTooLarge(
-        f"The request body is larger than {settings.max_body_bytes} bytes."
-    )
+def _too_large(limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(f"The request body is larger than {limit} bytes.")
 
 
 def scim_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -105,28 +145,18 @@ def base_url(request: Request) -> str:
     """The /scim/v2 URL for meta.location and Location headers.
 
     The tenant's canonical endpoint (``https://SLUG.<base domain>/scim/v2``),
-    never a reflected Host header, unless the client came straight to a local
-    or IP address (a developer, a health check through a load balancer's IP),
-    where the canonical name may not resolve. The scheme comes from uvicorn,
-    which honours X-Forwarded-Proto only from trusted proxies.
+    never a reflected Host header, unless the client came straight to
+    localhost or an IP address (a developer, a health check through a load
+    balancer's IP), where the canonical name may not resolve: then the host
+    as gateway/tenancy.py parsed it, rebuilt from its parts. The scheme comes
+    from uvicorn, which honours X-Forwarded-Proto only from trusted proxies.
     """
     settings: Settings = request.app.state.settings
-    host = request.headers.get("host", "")
-    if _is_local_address(host):
-        return f"{request.url.scheme}://{host}/scim/v2"
+    host = request_host(request.scope["headers"])
+    if host is not None and host.local:
+        scheme = "https" if request.scope.get("scheme") == "https" else "http"
+        return f"{scheme}://{host.netloc}/scim/v2"
     return settings.endpoint_for(principal(request).tenant_slug)
-
-
-def _is_local_address(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
-    if name in ("localhost", ""):
-        return True
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def idp_of(user_agent: str | None) -> str:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from scim2_models import Context, PatchOp, SCIMException
 
 from gateway.scim import errors
+from gateway.scim.limits import check_multi_valued, check_patch_size
 from gateway.scim.schema import (
     CORE_USER_URN,
     ENTERPRISE_URN,
@@ -37,6 +38,7 @@ def parse_patch(body: Any) -> PatchOp[ScimUser]:
         raise errors.InvalidSyntax(
             "A PATCH body needs a non-empty 'Operations' list (RFC 7644 §3.5.2)."
         )
+    check_patch_size(operations)
     cleaned = []
     for operation in operations:
         if not isinstance(operation, dict):
@@ -58,7 +60,11 @@ def parse_patch(body: Any) -> PatchOp[ScimUser]:
 
 
 def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput:
-    """Apply a PATCH to one version of a user, atomically (all operations or none)."""
+    """Apply a PATCH to one version of a user, atomically (all operations or none).
+
+    CPU-bound for up to a few hundred milliseconds at the limits (gateway/scim/limits.py):
+    the endpoint runs it in a worker thread, off the event loop.
+    """
     user = load_stored(document)
     try:
         with POLICY:
@@ -68,7 +74,8 @@ def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput
     except SCIMException as exc:
         raise translate_scim_exception(exc) from None
     ignored = sorted({*user.unknown_attributes, *_operation_unknowns(patch)})
-    result = to_input(user)
+    result = to_input(user, stored=document)
+    check_multi_valued(result.document)
     result.ignored_attributes = sorted({*result.ignored_attributes, *ignored})
     return result
 

@@ -73,7 +73,7 @@ async def search_everything(request: Request) -> Response:
             conn, tenant_id, group_condition, group_offset, limit - len(user_rows)
         )
         members = (
-            await group_store.members_of(conn, [row.id for row in group_rows])
+            await group_store.members_json(conn, [row.id for row in group_rows], url)
             if group_projection.wants_members
             else {}
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
@@ -39,8 +39,9 @@ from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import UserInput
 from models.groups import Group, GroupMember
-from models.outbox import EventKind, event_insert, event_parameters
-from models.users import LiveUserCount, User
+from models.outbox import EventKind, ProvisioningEvent, event_insert, event_parameters
+from models.roles import role_change_events, role_statements
+from models.users import LiveUserCount, Role, User
 
 log = logging.getLogger("simpleams.gateway.store")
 
@@ -61,6 +62,7 @@ _BASE_COLUMNS = (
     c.deleted_at,
     c.user_name,
     c.email,
+    c.role,
 )
 _COLUMNS = (
     *_BASE_COLUMNS,
@@ -387,7 +389,15 @@ _REPLACE_USER = (
 _RESTORE_USER = (
     update(users)
     .where(c.id == bindparam("row_id"))
-    .values({**_bound(*_INDEXED, "attributes", "scim_id"), "deleted_at": None, **_NEW_VERSION})
+    .values(
+        {
+            **_bound(*_INDEXED, "attributes", "scim_id"),
+            "deleted_at": None,
+            # A re-hire is staff until the IdP pushes their groups again.
+            "role": Role.staff.value,
+            **_NEW_VERSION,
+        }
+    )
     .returning(*_COLUMNS)
     .add_cte(event_insert())
 )
@@ -441,8 +451,9 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     live = [row for row in candidates if row.deleted_at is None]
     if live:
         raise errors.Uniqueness(_conflict_detail(live[0], columns))
-    if candidates:
-        return await _restore(conn, actor, _rehired(candidates, columns), data, columns)
+    rehired = _rehired(candidates, columns)
+    if rehired is not None:
+        return await _restore(conn, actor, rehired, data, columns)
     return await _write(conn, _CREATE_USER, _new_user_parameters(actor, data, columns, source))
 
 
@@ -469,18 +480,18 @@ def _new_user_parameters(
     return {**_user_parameters(values), **event}
 
 
-def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow:
-    """Which deleted staff record a re-hire restores.
+def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow | None:
+    """The deleted staff record a create restores (a re-hire), if any.
 
-    Email is SimpleAMS's primary key, so a record with the same email wins
-    (the most recently deleted one), then one with the same userName.
+    Email is SimpleAMS's primary key: only a record with the same email is the
+    same person (the most recently deleted one, if several). The same userName
+    with another email, or with no email, is someone else: they get a new
+    record, and the deleted one keeps its history and checkouts (README,
+    "Re-hires").
     """
     email = (columns["email"] or "").casefold()
-
-    def rank(row: UserRow) -> tuple[bool, Any]:
-        return ((row.email or "").casefold() == email, row.deleted_at)
-
-    return max(deleted, key=rank)
+    same = [row for row in deleted if email and (row.email or "").casefold() == email]
+    return max(same, key=lambda row: row.deleted_at) if same else None
 
 
 async def _restore(
@@ -494,6 +505,12 @@ async def _restore(
     # resource id, so the old id keeps answering 404 (RFC 7644 §3.6).
     values = {**columns, "scim_id": uuid.uuid4(), "attributes": data.document}
     changes = diff(previous.attributes, data.document)
+    # Always recorded: a deleted record had no access, and whether the re-hire
+    # gets it back decides whether the mass-deprovision guard counts it as a
+    # leaver (models/guard.py).
+    changes["active"] = [False, bool(columns["active"])]
+    if previous.role != Role.staff.value:
+        changes["role"] = [previous.role, Role.staff.value]
     event = _event(actor, previous.id, EventKind.user_restored, changes, data)
     parameters = {**_user_parameters(values), "row_id": previous.id, **event}
     return await _write(conn, _RESTORE_USER, parameters)
@@ -529,7 +546,11 @@ async def replace(
     values = {**columns, "attributes": data.document}
     event = _event(actor, current.id, kind, changes, data)
     parameters = {**_user_parameters(values), "row_id": current.id, **event}
-    return await _write(conn, _REPLACE_USER, parameters)
+    row = await _write(conn, _REPLACE_USER, parameters)
+    if kind is EventKind.user_deactivated:
+        # A leaver's role follows their groups, whatever else set it (security review).
+        await recompute_roles(conn, actor, [current.id])
+    return row
 
 
 _LEAVE_GROUPS = delete(GroupMember).where(GroupMember.user_id == bindparam("row_id"))
@@ -541,8 +562,34 @@ async def mark_deleted(conn: AsyncConnection, actor: Actor, current: UserRow) ->
     event = _event(actor, current.id, EventKind.user_deleted, changes, None)
     await conn.execute(_MARK_DELETED, {"row_id": current.id, **event})
     # The IdP can no longer see this user, so no group may list them; a
-    # re-hire (a new SCIM id) is added back to groups by the IdP.
+    # re-hire (a new SCIM id) is added back to groups by the IdP. Without
+    # groups, their role falls back to staff (an admin who is deleted is no
+    # longer one).
     await conn.execute(_LEAVE_GROUPS, {"row_id": current.id})
+    await recompute_roles(conn, actor, [current.id])
+
+
+async def recompute_roles(
+    conn: AsyncConnection, actor: Actor, user_ids: Collection[uuid.UUID]
+) -> int:
+    """Derive the roles of these users from their groups now (models/roles.py),
+    recording a ``user.updated`` event for each role that changed."""
+    if not user_ids:
+        return 0
+    lock, change = role_statements(actor.tenant_id, user_ids)
+    await conn.execute(lock)
+    changed = (await conn.execute(change)).all()
+    if changed:
+        who = {
+            "actor_idp": actor.idp,
+            "actor_credential_id": actor.credential_id,
+            "actor_user_agent": actor.user_agent,
+            "request_id": actor.request_id,
+        }
+        await conn.execute(
+            insert(ProvisioningEvent), role_change_events(actor.tenant_id, changed, who)
+        )
+    return len(changed)
 
 
 async def _write(

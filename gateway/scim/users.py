@@ -9,6 +9,7 @@ from typing import Any
 
 from scim2_models import ResponseParameters
 from sqlalchemy import ColumnElement
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -250,13 +251,16 @@ async def replace_user(request: Request) -> Response:
 
 async def patch_user(request: Request) -> Response:
     projection = _projection(request)
-    patch = parse_patch(await read_json(request))
+    # Parsing and applying a PATCH is CPU work that grows with its size (bounded in
+    # gateway/scim/limits.py): in a worker thread, so that the event loop keeps
+    # serving every other tenant meanwhile.
+    patch = await run_in_threadpool(parse_patch, await read_json(request))
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
-        data = apply_patch(current.attributes, patch)
+        data = await run_in_threadpool(apply_patch, current.attributes, patch)
         row = await store.replace(conn, who, current, data)
     # RFC 7644 §3.5.2 allows 204, but Okta, Entra and checkers handle 200 with the resource best.
     return _single(row, request, projection)

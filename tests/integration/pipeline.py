@@ -18,11 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, text
 
 from tests.integration.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+
+
+def scalar(db: Engine, sql: str) -> Any:
+    with db.connect() as conn:
+        return conn.execute(text(sql)).scalar()
+
+
+def settled(db: Engine) -> bool:
+    """Every provisioning event's side effects have finished (done, failed or held)."""
+    return bool(scalar(db, "SELECT bool_and(settled_at IS NOT NULL) FROM provisioning_events"))
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:

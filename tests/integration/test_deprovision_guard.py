@@ -9,15 +9,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from gateway import operations, tenancy
 from tests.conftest import TenantHandle, user_body
-from tests.integration.pipeline import Pipeline, pipeline_processes, smtp_sink, wait_for
+from tests.integration.pipeline import (
+    Pipeline,
+    pipeline_processes,
+    scalar,
+    settled,
+    smtp_sink,
+    wait_for,
+)
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 
@@ -26,15 +32,6 @@ DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
         yield running
-
-
-def scalar(db: Engine, sql: str) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql)).scalar()
-
-
-def settled(db: Engine) -> bool:
-    return bool(scalar(db, "SELECT bool_and(settled_at IS NOT NULL) FROM provisioning_events"))
 
 
 async def test_a_burst_of_deactivations_is_held_until_an_admin_releases_it(

@@ -573,7 +573,9 @@ async def test_the_per_user_lookup_finds_what_the_full_filter_finds(
     """``userName eq "…"`` runs a statement built once (filters.user_name_equals);
     the same filter in parentheses goes through the parser and the SQL
     compiler. Both must list the same users, in the same envelope."""
-    for name in ("\u00e9@acme.test", "A_B@acme.test "):
+    # A userName with surrounding whitespace cannot be stored (gateway/addresses.py);
+    # lookups with it (USER_NAME_LOOKUPS) must still agree between the two paths.
+    for name in ("\u00e9@acme.test",):
         body = user_body("placeholder@acme.test")
         body["userName"] = name
         body["emails"] = [{"value": f"{uuid.uuid4().hex[:8]}@mail.test", "primary": True}]

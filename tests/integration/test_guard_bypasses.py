@@ -1,0 +1,92 @@
+"""The two ways a security review side-stepped the mass-deprovision guard, closed:
+a DELETE then a re-create as inactive counts as leaving, and users created
+inside the burst do not raise the threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from sqlalchemy import Engine, text
+
+from gateway import operations
+from tests.conftest import TenantHandle, user_body
+from tests.integration.pipeline import (
+    Pipeline,
+    pipeline_processes,
+    scalar,
+    settled,
+    smtp_sink,
+    wait_for,
+)
+from tests.integration.test_deprovision_guard import DEACTIVATE
+
+LOCKED = "SELECT count(*) FROM users WHERE checkout_locked"
+
+
+@pytest.fixture
+def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
+        running.start("worker")
+        running.start("relay")
+        yield running
+
+
+def guard_alerts(pipeline: Pipeline) -> list[object]:
+    return [m for m in pipeline.smtp.messages if "held" in m["Subject"]]
+
+
+async def test_a_delete_then_an_inactive_rehire_counts_as_leaving(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    with db.begin() as conn:
+        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+    names = [f"r{n:02}@acme.test" for n in range(20)]
+    ids = [(await client.post("/Users", json=user_body(name))).json()["id"] for name in names]
+    wait_for(lambda: settled(db), "the creations' effects")
+
+    for scim_id in ids:
+        assert (await client.delete(f"/Users/{scim_id}")).status_code == 204
+    for name in names:  # the same people back, locked out
+        answer = await client.post("/Users", json=user_body(name, active=False))
+        assert answer.status_code == 201
+    wait_for(lambda: settled(db), "the deletes' and re-creates' effects")
+
+    # The first three leavers are under the threshold (max(3, 10 % of 20));
+    # the other seventeen are held, their re-creates included.
+    assert scalar(db, LOCKED) == 3
+    kinds = "SELECT count(*) FROM users WHERE deleted_at IS NULL AND NOT active"
+    assert scalar(db, kinds) == 20  # the IdP was answered as usual
+    alerts = wait_for(lambda: guard_alerts(pipeline), "the admin alert")
+    assert len(alerts) == 1
+
+
+async def test_users_created_in_the_burst_do_not_raise_the_threshold(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
+) -> None:
+    with db.begin() as conn:
+        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        operations.set_guard(conn, tenant.slug, guard_percent=50, guard_min_users=3)
+    real = [
+        (await client.post("/Users", json=user_body(f"staff{n:02}@acme.test"))).json()["id"]
+        for n in range(20)
+    ]
+    # Not waiting for the creations' effects on purpose: a creation's lock task
+    # that runs after the user left must not lock them past the guard.
+    with db.begin() as conn:  # the real staff joined long before today
+        conn.execute(text("UPDATE users SET created_at = now() - interval '30 days'"))
+    for n in range(30):  # dummies, created inside the burst
+        made = await client.post("/Users", json=user_body(f"dummy{n:02}@acme.test"))
+        assert made.status_code == 201
+    for scim_id in real:
+        assert (await client.patch(f"/Users/{scim_id}", json=DEACTIVATE)).status_code == 200
+    wait_for(lambda: settled(db), "every effect")
+
+    # 50 % of the 20 staff there before the burst: ten locked, ten held. Had
+    # the 30 dummies counted (50 % of 50 = 25), all 20 would have been locked.
+    assert scalar(db, LOCKED) == 10
+    assert scalar(db, "SELECT count(*) FROM side_effect_runs WHERE status = 'held'") == 20
+    assert len(wait_for(lambda: guard_alerts(pipeline), "the admin alert")) == 1
