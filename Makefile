@@ -29,9 +29,13 @@ install: $(VENV)/.install-stamp ## Create .venv and install the project with its
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
 	--custom-compile-command 'make lock'
 
+# `make lock UPGRADE=` locks a dependency just added to pyproject.toml and keeps
+# every other version as it is.
+UPGRADE ?= --upgrade
+
 .PHONY: lock
 lock: install ## Re-resolve and upgrade every dependency into requirements/*.txt (then make test)
-	$(LOCK) --upgrade --extra dev pyproject.toml requirements/build.in -o requirements/dev.txt
+	$(LOCK) $(UPGRADE) --extra dev pyproject.toml requirements/build.in -o requirements/dev.txt
 	$(LOCK) --constraint requirements/dev.txt pyproject.toml requirements/build.in \
 	  -o requirements/runtime.txt
 	$(MAKE) install
