@@ -256,12 +256,20 @@ class ScimAuthMiddleware:
             throttled = self.throttle.retry_after(client) is not None
             known = presented in self.valid
             if throttled and not known and not self.throttled_lookups.allow(client):
-                raise errors.Unauthorized(_NOT_VALID)  # answered 429 by _refuse
+                # Not a failure of this token (it may be an IdP's valid one):
+                # come back in a second, when this address may look one up.
+                raise errors.TooManyRequests(
+                    "Too many requests with an invalid SCIM token from this address; retry "
+                    "shortly with the token from Settings → Integrations → SCIM 2.0.",
+                    headers={"Retry-After": "1"},
+                )
             credential = await self._look_up(presented)
             if credential is None:
                 self.refused.add(presented)
-            else:
-                self.valid.add(presented)
+        if credential is not None:
+            # Kept fresh while in use, so that a cache flush (any tenant's
+            # token change) never puts an IdP's token behind the lookup budget.
+            self.valid.add(presented)
         if (
             credential is None
             or not hmac.compare_digest(credential.token_hash, presented)

@@ -58,13 +58,16 @@ async def resolve_users(
     """Map SCIM user ids to staff row ids; only the tenant's live users are found.
 
     ``joining``: the users are about to become members. Their rows are then
-    share-locked until the transaction ends, so a concurrent DELETE of one of
-    them (which updates the row, then removes its memberships) waits for this
-    transaction, or this one waits for it and no longer finds the user:
-    PostgreSQL re-checks ``deleted_at`` on the row the DELETE committed. No
-    membership can point at a deleted user, whatever the timing. A plain
-    foreign key's lock (FOR KEY SHARE) would not do: it does not conflict with
-    the DELETE's update.
+    locked FOR NO KEY UPDATE until the transaction ends, so a concurrent
+    DELETE of one of them (which updates the row, then removes its
+    memberships) waits for this transaction, or this one waits for it and no
+    longer finds the user: PostgreSQL re-checks ``deleted_at`` on the row the
+    DELETE committed. No membership can point at a deleted user, whatever the
+    timing. A foreign key's lock (FOR KEY SHARE) would not do: it does not
+    conflict with the DELETE's update. Nor would FOR SHARE: two transactions
+    adding one user to two admin groups would each hold it and then both wait
+    to update the user's role, a deadlock. FOR NO KEY UPDATE is what the role
+    update takes anyway, so the second waits for the first from the start.
     """
     wanted: dict[uuid.UUID, str] = {}
     for value in scim_ids:
@@ -80,7 +83,7 @@ async def resolve_users(
         User.deleted_at.is_(None),
     )
     if joining:  # in one order, so that two such transactions cannot deadlock
-        query = query.order_by(User.id).with_for_update(read=True)
+        query = query.order_by(User.id).with_for_update(key_share=True)
     rows = await conn.execute(query)
     return {wanted[row.scim_id]: row.id for row in rows}
 

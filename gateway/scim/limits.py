@@ -13,7 +13,9 @@ costs a count, not a validation.
 
 The bounds are far above what Okta and Entra send (one operation per changed
 attribute, a handful of emails or phone numbers) and are advertised in the
-User schema's attribute descriptions and the OpenAPI description.
+User schema's attribute descriptions and the User resource type. Only the
+multi-valued attributes of the schema count: a list under an admin's custom
+mapping is ignored on input, as every unmodelled attribute is.
 Group membership is stored and patched separately (O(changes)) and is not
 bounded here.
 """
@@ -35,14 +37,21 @@ MAX_VALUES = 20
 MAX_PATCH_VALUES = 50
 
 
-def check_patch_size(operations: list[Any]) -> None:
-    """A PATCH's operations, and the values they carry in all, are bounded (400 tooMany)."""
+def check_patch_size(operations: list[Any], multi_valued: frozenset[str]) -> None:
+    """A PATCH's operations, and the values of multi-valued attributes they
+    carry in all, are bounded (400 tooMany). ``multi_valued``: the resource's
+    multi-valued attribute names, lowercased; lists under other names (an
+    admin's custom mapping, ignored on input) do not count."""
     if len(operations) > MAX_PATCH_OPERATIONS:
         raise errors.TooMany(
             f"A PATCH may hold at most {MAX_PATCH_OPERATIONS} operations; this one has "
             f"{len(operations)}. Send the changes in several requests."
         )
-    carried = sum(_values_in(op.get("value")) for op in operations if isinstance(op, dict))
+    carried = sum(
+        _values_in(op.get("path"), op.get("value"), multi_valued)
+        for op in operations
+        if isinstance(op, dict)
+    )
     if carried > MAX_PATCH_VALUES:
         raise errors.TooMany(
             f"A PATCH may carry at most {MAX_PATCH_VALUES} values of multi-valued attributes "
@@ -50,34 +59,47 @@ def check_patch_size(operations: list[Any]) -> None:
         )
 
 
-def check_multi_valued(document: dict[str, Any]) -> None:
+def check_multi_valued(
+    document: dict[str, Any],
+    multi_valued: frozenset[str],
+    stored: dict[str, Any] | None = None,
+) -> None:
     """No multi-valued attribute holds more than MAX_VALUES values (400 invalidValue).
 
     Looks at the top level and one level into extensions, where SCIM's
-    multi-valued attributes live.
+    multi-valued attributes live, case-insensitively. ``stored``: the version
+    a PUT or PATCH replaces. An attribute it already held with more values
+    (stored before this limit existed) may keep that many, so that such a
+    user can still be updated and deactivated; it may not grow.
     """
-    for name, value in _lists(document):
-        if len(value) > MAX_VALUES:
+    before = dict(_lists(stored, multi_valued)) if stored is not None else {}
+    for name, value in _lists(document, multi_valued):
+        if len(value) > max(MAX_VALUES, len(before.get(name, ()))):
             raise errors.InvalidValue(
                 f"'{name}' may hold at most {MAX_VALUES} values; this request gives it "
                 f"{len(value)}."
             )
 
 
-def _lists(document: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+def _lists(document: dict[str, Any], multi_valued: frozenset[str]) -> list[tuple[str, list[Any]]]:
     found = []
     for key, value in document.items():
-        if isinstance(value, list) and key != "schemas":
+        if isinstance(value, list) and key.lower() in multi_valued:
             found.append((key, value))
         elif isinstance(value, dict):
-            found += [(f"{key}:{k}", v) for k, v in value.items() if isinstance(v, list)]
+            found += [
+                (name, item)
+                for name, item in value.items()
+                if isinstance(item, list) and name.lower() in multi_valued
+            ]
     return found
 
 
-def _values_in(value: Any) -> int:
+def _values_in(path: Any, value: Any, multi_valued: frozenset[str]) -> int:
     """How many values of multi-valued attributes an operation's value carries."""
     if isinstance(value, list):
-        return len(value)
+        head = path.split("[", 1)[0].rsplit(":", 1)[-1].lower() if isinstance(path, str) else ""
+        return len(value) if head in multi_valued else 0
     if isinstance(value, dict):
-        return sum(len(item) for _, item in _lists(value))
+        return sum(len(item) for _, item in _lists(value, multi_valued))
     return 0

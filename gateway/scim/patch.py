@@ -15,6 +15,7 @@ from gateway.scim.limits import check_multi_valued, check_patch_size
 from gateway.scim.schema import (
     CORE_USER_URN,
     ENTERPRISE_URN,
+    MULTI_VALUED,
     PATCH_OP_URN,
     POLICY,
     EnterpriseUser,
@@ -38,7 +39,7 @@ def parse_patch(body: Any) -> PatchOp[ScimUser]:
         raise errors.InvalidSyntax(
             "A PATCH body needs a non-empty 'Operations' list (RFC 7644 §3.5.2)."
         )
-    check_patch_size(operations)
+    check_patch_size(operations, MULTI_VALUED)
     cleaned = []
     for operation in operations:
         if not isinstance(operation, dict):
@@ -75,7 +76,7 @@ def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput
         raise translate_scim_exception(exc) from None
     ignored = sorted({*user.unknown_attributes, *_operation_unknowns(patch)})
     result = to_input(user, stored=document)
-    check_multi_valued(result.document)
+    check_multi_valued(result.document, MULTI_VALUED, stored=document)
     result.ignored_attributes = sorted({*result.ignored_attributes, *ignored})
     return result
 

@@ -93,6 +93,15 @@ class User(CoreUser):  # type: ignore[type-arg]
 
 ScimUser = User[EnterpriseUser]  # type: ignore[type-arg]  # generic at runtime (Resource)
 
+# The multi-valued attributes a client may write to a User, lowercased
+# (gateway/scim/limits.py bounds them; read-only groups are ignored on input).
+MULTI_VALUED = frozenset(
+    attribute.name.lower()
+    for model in (ScimUser, EnterpriseUser)
+    for attribute in model.to_schema().attributes or []
+    if attribute.multi_valued and attribute.name and attribute.mutability != Mutability.read_only
+)
+
 POLICY = ScimPolicy(
     unknown=ScimPolicy.Unknown.ignore,
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
@@ -119,12 +128,16 @@ class UserInput:
         return bool(self.document.get("active", True))
 
 
-def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
-    """Validate a POST (``replacing=False``) or PUT body."""
+def parse_user(
+    body: Any, *, replacing: bool = False, stored: dict[str, Any] | None = None
+) -> UserInput:
+    """Validate a POST (``replacing=False``) or PUT body; ``stored``: the version a
+    PUT replaces (values it already held are not refused by rules made since)."""
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("The request body must be a JSON object describing a User.")
     body = {k: v for k, v in body.items() if k not in _IGNORED_ON_INPUT}
-    check_multi_valued(body)  # before validation, which costs in proportion to the values
+    # Before validation, which costs in proportion to the values.
+    check_multi_valued(body, MULTI_VALUED, stored)
     normalise_manager(body)
     check_active(body)
     # Okta and some clients omit "schemas"; the endpoint already says it is a User.
@@ -139,7 +152,7 @@ def parse_user(body: Any, *, replacing: bool = False) -> UserInput:
         raise translate_validation_error(exc) from None
     except SCIMException as exc:
         raise translate_scim_exception(exc) from None
-    return to_input(user)
+    return to_input(user, stored=stored)
 
 
 def load_stored(document: dict[str, Any]) -> ScimUser:
@@ -175,20 +188,19 @@ def user_name_problem(value: str) -> str | None:
 
 
 def check_identifiers(document: dict[str, Any], stored: dict[str, Any] | None = None) -> None:
-    """Refuse a userName or an email value that breaks its rule, naming it.
+    """Refuse a userName, externalId or email value that breaks its rule, naming it.
 
-    Only the values a request sets are checked: a PATCH of a user stored before
-    the rules tightened that leaves those values alone (a leaver's
-    deactivation) still applies; ``stored`` is that version (None for POST and
-    PUT, whose every value is the request's).
+    Only the values a request sets are checked: a PUT or PATCH of a user stored
+    before the rules tightened that keeps those values (a leaver's
+    deactivation) still applies; ``stored`` is that version (None for a POST).
     """
-    stored_user_name = stored.get("userName") if stored is not None else None
     stored_emails = frozenset(_email_values(stored)) if stored is not None else frozenset()
-    user_name = document.get("userName")
-    if isinstance(user_name, str) and (stored is None or user_name != stored_user_name):
-        problem = user_name_problem(user_name)
-        if problem:
-            raise errors.InvalidValue(f"'userName' {problem}.")
+    for name in ("userName", "externalId"):  # both are keys IdPs look users up by
+        value = document.get(name)
+        if isinstance(value, str) and (stored is None or value != stored.get(name)):
+            problem = user_name_problem(value)
+            if problem:
+                raise errors.InvalidValue(f"'{name}' {problem}.")
     for index, email in enumerate(document.get("emails") or []):
         value = email.get("value") if isinstance(email, dict) else None
         if not isinstance(value, str) or value in stored_emails:

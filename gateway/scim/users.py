@@ -239,12 +239,15 @@ async def get_user(request: Request) -> Response:
 
 async def replace_user(request: Request) -> Response:
     projection = _projection(request)
-    data = parse_user(await read_json(request), replacing=True)
+    body = await read_json(request)
     scim_id = store.parse_scim_id(request.path_params["user_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
         check_if_match(request, current.version)
+        # Validated against the version it replaces: values stored before a
+        # rule tightened may stay (a leaver's deactivation must apply).
+        data = parse_user(body, replacing=True, stored=current.attributes)
         row = await store.replace(conn, who, current, data)
     return _single(row, request, projection)
 

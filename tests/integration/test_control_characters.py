@@ -328,3 +328,13 @@ def test_every_line_the_cli_prints_goes_through_its_escaping() -> None:
     ]
     assert callers == ["_say"], callers
     assert writes == [], writes
+
+
+async def test_an_external_id_with_a_control_character_is_refused(
+    client: httpx2.AsyncClient,
+) -> None:
+    body = user_body("ext@acme.test", externalId="00u1\x1b[31m\n")
+    answer = await client.post("/Users", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["scimType"] == "invalidValue"
+    assert answer.json()["detail"].startswith("'externalId' ")

@@ -178,3 +178,24 @@ async def test_a_group_add_racing_a_delete_never_leaves_a_deleted_member(
     assert (stale, admins) == (0, 0)
     listed: dict[str, Any] = (await client.get(f"/Groups/{group}")).json()
     assert listed.get("members", []) == []
+
+
+async def test_one_user_added_to_two_admin_groups_at_once_is_no_deadlock(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle
+) -> None:
+    """Both group writes lock the joining user and then update their role: they
+    must queue, not deadlock (a deadlock's victim would be a 503)."""
+    map_group(db, "Admins")
+    map_group(db, "Owners")
+    groups = []
+    for name in ("Admins", "Owners"):
+        made = await client.post("/Groups", json={"schemas": [GROUP], "displayName": name})
+        groups.append(made.json()["id"])
+    statuses: set[int] = set()
+    for n in range(50):
+        user = (await client.post("/Users", json=user_body(f"both{n}@acme.test"))).json()["id"]
+        add = patch({"op": "add", "path": "members", "value": [{"value": user}]})
+        answers = await asyncio.gather(*(client.patch(f"/Groups/{g}", json=add) for g in groups))
+        statuses |= {answer.status_code for answer in answers}
+    assert statuses == {204}
+    assert set(roles(db).values()) == {"admin"}
