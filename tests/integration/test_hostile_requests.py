@@ -30,6 +30,7 @@ from gateway.settings import Settings
 from gateway.tokens import generate_token, hash_token
 from tests.conftest import TenantHandle, make_tenant, user_body
 from tests.integration.live_server import running_gateway
+from tests.integration.pipeline import wait_for
 from tests.integration.test_credential_cache import until
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -135,18 +136,24 @@ def test_throttled_lookups_are_one_per_interval_per_address() -> None:
     assert budget.allow("b") is True
 
 
-async def test_bad_tokens_never_take_a_fairness_place(
-    app: Any, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def places(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tenant keys every fairness place is taken for, in order."""
     shares: TenantShares = app.state.tenant_shares
-    places: list[str] = []
+    taken: list[str] = []
     original_place = shares.place
 
     def recorded(name: str) -> Any:
-        places.append(name)
+        taken.append(name)
         return original_place(name)
 
     monkeypatch.setattr(shares, "place", recorded)
+    return taken
+
+
+async def test_bad_tokens_never_take_a_fairness_place(
+    app: Any, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, places: list[str]
+) -> None:
     # Hold every lookup of a forged token until released: a place taken for
     # one would still be held while we look at the counters.
     release = asyncio.Event()
@@ -166,7 +173,8 @@ async def test_bad_tokens_never_take_a_fairness_place(
         pending = [asyncio.create_task(http.get("/Users", headers=bearer(t))) for t in forged]
         try:
             await until(lambda: len(held) == len(forged), "the forged tokens' lookups")
-            assert shares.in_progress() == {}, "a forged token holds or waits for a place"
+            in_progress = app.state.tenant_shares.in_progress()
+            assert in_progress == {}, "a forged token holds or waits for a place"
             # The tenant's own requests go ahead meanwhile, one place each.
             for _ in range(3):
                 assert (await http.get("/Users", headers=bearer(tenant.token))).status_code == 200
@@ -179,7 +187,7 @@ async def test_bad_tokens_never_take_a_fairness_place(
             answers = await asyncio.gather(*pending)
     assert [answer.status_code for answer in answers] == [401] * len(forged)
     assert len(places) == 3
-    assert shares.in_progress() == {}
+    assert app.state.tenant_shares.in_progress() == {}
 
 
 def test_a_refused_token_is_remembered_for_a_while_and_memory_stays_bounded() -> None:
@@ -196,17 +204,8 @@ def test_a_refused_token_is_remembered_for_a_while_and_memory_stays_bounded() ->
 
 
 async def test_a_chunked_body_over_the_limit_is_413_and_takes_no_place(
-    app: Any, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+    app: Any, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch, places: list[str]
 ) -> None:
-    shares: TenantShares = app.state.tenant_shares
-    places: list[str] = []
-    original_place = shares.place
-
-    def recorded(name: str) -> Any:
-        places.append(name)
-        return original_place(name)
-
-    monkeypatch.setattr(shares, "place", recorded)
 
     async def chunks() -> Any:  # no Content-Length: the size is only known by reading
         for _ in range(3):
@@ -455,13 +454,14 @@ def start_stalled_post(sock: socket.socket, url: str, token: str) -> None:
 
 
 def wait_for_log(log: Path, condition: Callable[[str], bool], what: str) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    """The web process's log once ``condition`` holds for it (pipeline.wait_for's polling)."""
+
+    def written() -> str | None:
         text = log.read_text()
-        if condition(text):
-            return text
-        time.sleep(0.05)  # polling the log file for a condition, under a deadline
-    raise AssertionError(f"{what} never reached the log:\n{log.read_text()}")
+        return text if condition(text) else None
+
+    found: str = wait_for(written, f"{what} in the log", timeout=20)
+    return found
 
 
 def test_stalled_bodies_hold_no_place_and_get_a_408(
