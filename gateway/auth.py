@@ -302,8 +302,7 @@ class ScimAuthMiddleware:
     def _check_host(self, host: Host | None, slug: str) -> None:
         # On a tenant's own host (SLUG.<base domain>) the token must belong to
         # that tenant; other hosts (localhost, a load balancer) rely on the token.
-        below = host.subdomain_of(self.settings.base_domain) if host is not None else None
-        if below is not None and below != slug:
+        if not self.settings.addresses.serves(host, slug):
             raise errors.Unauthorized(
                 "This SCIM token belongs to a different SimpleAMS workspace than the URL; "
                 "check the Base URL / Tenant URL in your IdP."

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.tenant_addresses import TenantAddresses
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -16,8 +21,9 @@ class Settings:
     :param database_url: a ``postgresql+psycopg://`` URL; the same URL serves
         the async gateway engine, the sync worker engine and Alembic.
     :param redis_url: the Celery broker.
-    :param base_domain: tenants are served at ``https://SLUG.<base_domain>/scim/v2``.
-    :param public_scheme: the scheme IdPs use to reach us (``meta.location``).
+    :param base_domain: tenants are served at ``SLUG.<base_domain>`` (``addresses``).
+    :param public_scheme: the scheme IdPs and browsers use to reach us
+        (``meta.location``, the endpoint shown to admins).
     :param max_body_bytes: requests larger than this get 413.
     :param body_read_timeout_seconds: a request body must arrive within this
         many seconds of the gateway asking for it, or 408 (0: no limit);
@@ -95,17 +101,13 @@ class Settings:
             analyze=env.get("SIMPLEAMS_ANALYZE", "1").lower() not in ("0", "false", "no"),
         )
 
-    def tenant_slug_of_host(self, host: str) -> str | None:
-        """The tenant a Host header names (``SLUG.<base_domain>[:port]``), if any.
+    @cached_property
+    def addresses(self) -> TenantAddresses:
+        """Tenants' hosts and URLs (models/tenant_addresses.py, their one owner)."""
+        from models.tenant_addresses import TenantAddresses  # loads SQLAlchemy (models/)
 
-        :raises gateway.tenancy.MalformedHost: for a malformed header (gateway/app.py
-            answers 400 before any page reads it).
-        """
-        from gateway.tenancy import parse_host  # the one Host parser; loads SQLAlchemy
-
-        parsed = parse_host(host)
-        slug = parsed.subdomain_of(self.base_domain) if parsed is not None else None
-        return slug if slug and "." not in slug else None
+        return TenantAddresses(scheme=self.public_scheme, base_domain=self.base_domain)
 
     def endpoint_for(self, slug: str) -> str:
-        return f"{self.public_scheme}://{slug}.{self.base_domain}/scim/v2"
+        """The tenant's SCIM endpoint, as the settings page and `simpleams` show it."""
+        return self.addresses.scim_endpoint(slug)

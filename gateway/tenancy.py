@@ -29,7 +29,8 @@ class OperatorError(Exception):
 # Every reading of a Host header goes through parse_host(): the host binding
 # of SCIM tokens and admin sessions (gateway/auth.py, gateway/admin), the
 # URLs we answer with (gateway/scim/http.py), and the refusal of malformed
-# hosts before any of them (gateway/app.py). A Host header is a DNS name or
+# hosts before any of them (gateway/app.py). Which tenant a parsed host
+# names is models/tenant_addresses.py's to say. A Host header is a DNS name or
 # an IP literal and an optional numeric port (RFC 9110 §7.2), nothing else:
 # no userinfo, path, second colon or percent-encoding, so that no two
 # readers can see two different hosts in one header.
@@ -75,13 +76,6 @@ class Host:
     def local(self) -> bool:
         """localhost or an IP literal: a developer, or a load balancer's health check."""
         return self.ip or self.name == "localhost"
-
-    def subdomain_of(self, domain: str) -> str | None:
-        """The labels before ``.domain`` (``x.acme`` for x.acme.DOMAIN), or None."""
-        suffix = "." + domain
-        if self.ip or not self.name.endswith(suffix):
-            return None
-        return self.name[: -len(suffix)]
 
 
 def parse_host(value: str) -> Host | None:

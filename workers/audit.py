@@ -8,6 +8,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from models.audit import AuditEntry
+from models.event_kinds import EVENT_KINDS
 from models.groups import Group
 from models.outbox import Effect, ProvisioningEvent
 from models.users import User
@@ -47,19 +48,17 @@ def record_entries(session: Session, events: list[ProvisioningEvent]) -> None:
             if user is None:  # users are never deleted (soft deactivation only)
                 raise PermanentError(f"event {event.id}: user {event.user_id} does not exist")
             target |= {"target_user_name": user.user_name, "target_email": user.email}
-            action = event.kind.removeprefix("user.")
         else:
             renamed = (event.changes or {}).get("displayName") or [None, None]
             current = group_names.get(event.group_id) if event.group_id else None
             target["target_group_name"] = current or renamed[0]
-            action = event.kind  # group.created, group.updated, group.deleted
         entries.append(
             {
                 "event_id": event.id,
                 "tenant_id": event.tenant_id,
                 **target,
                 "occurred_at": event.occurred_at,
-                "action": action,
+                "action": EVENT_KINDS[event.kind].audit_action,
                 "actor_idp": event.actor_idp,
                 "actor_credential_id": event.actor_credential_id,
                 "actor_user_agent": event.actor_user_agent,

@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 
 from models import guard
 from models.checkouts import open_checkouts
+from models.event_kinds import EVENT_KINDS, idp_in_mail
 from models.notifications import DigestItem, Notification, NotificationKind
-from models.outbox import Effect, EventKind, ProvisioningEvent
+from models.outbox import Effect, ProvisioningEvent
 from models.tenants import Tenant
 from models.users import Role, User
 from workers import mail
@@ -52,17 +53,6 @@ from workers.effects import (
 from workers.settings import settings
 
 log = logging.getLogger("simpleams.workers.notify")
-
-IDP_NAMES = {"okta": "Okta", "entra": "Microsoft Entra ID", "scim": "Your identity provider"}
-ACTIONS = {
-    EventKind.user_created: "created",
-    EventKind.user_updated: "updated",
-    EventKind.user_deactivated: "deactivated",
-    EventKind.user_reactivated: "reactivated",
-    EventKind.user_deleted: "deleted",
-    EventKind.user_restored: "restored",
-}
-
 
 # The longest name an alert shows, in characters: long enough for any real
 # name, short enough that the Subject still says what happened.
@@ -102,7 +92,7 @@ def leaver_email(
     count = len(held)
     noun = "asset" if count == 1 else "assets"
     lines = [
-        f"{IDP_NAMES.get(idp, IDP_NAMES['scim'])} has deactivated {person}, who still has "
+        f"{idp_in_mail(idp)} has deactivated {person}, who still has "
         f"{count} {noun} checked out. They can no longer check anything out; "
         "please arrange for these to be returned:",
         "",
@@ -118,11 +108,8 @@ def leaver_email(
 
 def new_admin_email(tenant_slug: str, to: str, person: str, idp: str, staff_url: str) -> Email:
     person = mail.header_text(person, NAME_LIMIT) or UNNAMED
-    source = (
-        "A SimpleAMS administrator" if idp == "admin" else IDP_NAMES.get(idp, IDP_NAMES["scim"])
-    )
     lines = [
-        f"{person} is now an admin in SimpleAMS: {source} put them in a group that is",
+        f"{person} is now an admin in SimpleAMS: {idp_in_mail(idp)} put them in a group that is",
         "mapped to the admin role (simpleams roles list shows the mappings).",
         "",
         "If you did not expect this, remove them from the group in your identity provider.",
@@ -160,13 +147,10 @@ def digest_email(
     """``counts`` maps (idp, event kind) to a number of users."""
     per_idp: dict[str, list[str]] = {}
     for (idp, kind), number in sorted(counts.items()):
-        action = ACTIONS[EventKind(kind)]
-        noun = "user" if number == 1 else "users"
-        per_idp.setdefault(idp, []).append(f"{action} {number:,} {noun}")
-    summaries = [
-        f"{IDP_NAMES.get(idp, IDP_NAMES['scim'])} {', '.join(parts)}"
-        for idp, parts in per_idp.items()
-    ]
+        names = EVENT_KINDS[kind]
+        noun = names.noun if number == 1 else f"{names.noun}s"
+        per_idp.setdefault(idp, []).append(f"{names.verb} {number:,} {noun}")
+    summaries = [f"{idp_in_mail(idp)} {', '.join(parts)}" for idp, parts in per_idp.items()]
     lines = [
         "Provisioning since the last summary:",
         "",
@@ -356,6 +340,7 @@ Pending = tuple[uuid.UUID, Email, bool] | None
 def _alert_or_digest(
     session: Session, event: ProvisioningEvent, tenant: Tenant, user: User
 ) -> tuple[str, Pending]:
+    staff_page = settings.addresses.staff_page(tenant.slug, user.id)
     if _became_admin(event) and tenant.notify_email:
         return _alert(
             session,
@@ -366,7 +351,7 @@ def _alert_or_digest(
                 tenant.notify_email,
                 names_at(session, event, user),
                 event.actor_idp,
-                settings.staff_url(tenant.slug, user.id),
+                staff_page,
             ),
             NotificationKind.new_admin,
             "new admin alert sent",
@@ -380,7 +365,7 @@ def _alert_or_digest(
         names_at(session, event, user),
         event.actor_idp,
         held,
-        settings.staff_url(tenant.slug, user.id),
+        staff_page,
     )
     return _alert(
         session, event, tenant, alert, NotificationKind.leaver_with_assets, "leaver alert sent"
@@ -430,7 +415,7 @@ def _hold(session: Session, event: ProvisioningEvent, tenant: Tenant) -> tuple[s
     if already or not tenant.notify_email:
         return "held by the mass-deprovision guard", None
     email = guard_email(
-        tenant.slug, tenant.notify_email, f"https://{tenant.slug}.{settings.base_domain}/staff"
+        tenant.slug, tenant.notify_email, settings.addresses.staff_list(tenant.slug)
     )
     notification_id = _record_once(session, tenant, event, email, NotificationKind.guard_tripped)
     if isinstance(notification_id, str):
@@ -597,7 +582,7 @@ def _digest_for(session: Session, tenant: Tenant, notification_id: uuid.UUID) ->
         tenant.slug,
         tenant.notify_email or "",
         counts,
-        f"https://{tenant.slug}.{settings.base_domain}/staff",
+        settings.addresses.staff_list(tenant.slug),
     )
 
 

@@ -1,13 +1,17 @@
 """Worker-side configuration, read once from the environment.
 
 Workers never import the gateway, so the few settings both need (database,
-base domain) are read here again from the same variables.
+base domain, public scheme) are read here again from the same variables,
+with the same defaults.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
+
+from models.tenant_addresses import TenantAddresses
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,9 @@ class WorkerSettings:
     """
     :param database_url: the same ``postgresql+psycopg://`` URL as the gateway's.
     :param redis_url: the Celery broker.
-    :param base_domain: staff pages live at ``https://SLUG.<base_domain>/staff/ID``.
+    :param base_domain: tenants are served at ``SLUG.<base_domain>`` (``addresses``).
+    :param public_scheme: the scheme of the links in emails, as the gateway's
+        (``SIMPLEAMS_PUBLIC_SCHEME``).
     :param smtp_url: ``smtp://[user:password@]host[:port][?starttls=true]`` or
         ``smtps://…`` (implicit TLS).
     :param mail_from: the From header of every notification.
@@ -27,6 +33,7 @@ class WorkerSettings:
     database_url: str = "postgresql+psycopg://root@127.0.0.1:5432/test"
     redis_url: str = "redis://127.0.0.1:6379/0"
     base_domain: str = "simpleams.co.uk"
+    public_scheme: str = "https"
     smtp_url: str = "smtp://127.0.0.1:25"
     mail_from: str = "SimpleAMS <no-reply@simpleams.co.uk>"
     digest_interval_seconds: int = 300
@@ -52,6 +59,7 @@ class WorkerSettings:
             database_url=env.get("DATABASE_URL", defaults.database_url),
             redis_url=env.get("REDIS_URL", defaults.redis_url),
             base_domain=env.get("SIMPLEAMS_BASE_DOMAIN", defaults.base_domain).lower().strip("."),
+            public_scheme=env.get("SIMPLEAMS_PUBLIC_SCHEME", defaults.public_scheme),
             smtp_url=env.get("SMTP_URL", defaults.smtp_url),
             mail_from=env.get("SIMPLEAMS_MAIL_FROM", defaults.mail_from),
             digest_interval_seconds=int(
@@ -78,8 +86,10 @@ class WorkerSettings:
             ),
         )
 
-    def staff_url(self, slug: str, user_id: object) -> str:
-        return f"https://{slug}.{self.base_domain}/staff/{user_id}"
+    @cached_property
+    def addresses(self) -> TenantAddresses:
+        """Tenants' hosts and URLs (models/tenant_addresses.py, their one owner)."""
+        return TenantAddresses(scheme=self.public_scheme, base_domain=self.base_domain)
 
 
 settings = WorkerSettings.from_env()

@@ -25,6 +25,7 @@ from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
 from gateway.tenancy import OperatorError
+from models.event_kinds import EVENT_KINDS, idp_label
 from models.groups import Group
 from models.outbox import EFFECTS, EventKind, ProvisioningEvent, RunStatus, SideEffectRun
 from models.tenants import Tenant
@@ -35,28 +36,9 @@ _Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
 WINDOW_MINUTES = 10
 RECENT_EVENTS = 50
 REFRESH_SECONDS = 5
-IDP_LABELS = {
-    "okta": "Okta",
-    "entra": "Entra ID",
-    "scim": "SCIM client",
-    "manual": "Manual",
-    "admin": "SimpleAMS admin",
-}
-# "users created", "users deactivated": the summary sentence's verbs.
-KIND_VERBS = {
-    EventKind.user_created.value: "created",
-    EventKind.user_updated.value: "updated",
-    EventKind.user_deactivated.value: "deactivated",
-    EventKind.user_reactivated.value: "reactivated",
-    EventKind.user_deleted.value: "deleted",
-    EventKind.user_restored.value: "restored",
-}
-GROUP_KIND_VERBS = {
-    EventKind.group_created.value: "created",
-    EventKind.group_updated.value: "updated",
-    EventKind.group_deleted.value: "deleted",
-}
-_KIND_ORDER = {kind: n for n, kind in enumerate([*KIND_VERBS, *GROUP_KIND_VERBS])}
+# The names of event kinds and IdPs are models/event_kinds.py's.
+_KIND_ORDER = {kind: n for n, kind in enumerate(EVENT_KINDS)}
+_KIND_LABELS = {kind: names.label for kind, names in EVENT_KINDS.items()}
 # What an event is about, for the tables: a person (their email, else their
 # userName) or a group (its name). Groups are deleted for real, so for a
 # deleted group's events the name is the one the event itself recorded (a
@@ -105,9 +87,9 @@ async def _summary(
     by_idp: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     # People first, in their lifecycle's order, then groups.
     for idp, kind, count in sorted(rows, key=lambda row: _KIND_ORDER.get(row.kind, 99)):
-        noun = "group" if kind in GROUP_KIND_VERBS else "user"
-        verb = GROUP_KIND_VERBS.get(kind) or KIND_VERBS.get(kind, kind)
-        by_idp[IDP_LABELS.get(idp, idp)].append((count, noun, verb))
+        names = EVENT_KINDS.get(kind)
+        noun, verb = (names.noun, names.verb) if names is not None else ("user", kind)
+        by_idp[idp_label(idp)].append((count, noun, verb))
     return dict(sorted(by_idp.items()))
 
 
@@ -213,9 +195,8 @@ async def _live_context(request: Request, admin: AdminContext) -> dict[str, Any]
         ).one()
         return {
             "section": "activity",
-            "kind_labels": {
-                kind: verb.capitalize() for kind, verb in {**KIND_VERBS, **GROUP_KIND_VERBS}.items()
-            },
+            "kind_labels": _KIND_LABELS,
+            "idp_label": idp_label,
             "window_minutes": WINDOW_MINUTES,
             "refresh_seconds": REFRESH_SECONDS,
             "summary": await _summary(conn, admin.tenant_id),

@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from gateway.db import reading, writing
 from gateway.settings import Settings
+from gateway.tenancy import request_host
 from models.admins import Admin, AdminSession
 from models.tenants import Tenant
 
@@ -100,8 +101,7 @@ async def current(request: Request) -> AdminContext | None:
     if row is None or not hmac.compare_digest(row.token_hash, _digest(token)):
         return None
     # On a tenant's own host, only that tenant's sessions count.
-    host_slug = settings.tenant_slug_of_host(request.headers.get("host", ""))
-    if host_slug is not None and host_slug != row.slug:
+    if not settings.addresses.serves(request_host(request.scope["headers"]), row.slug):
         return None
     return AdminContext(
         session_id=row.id,

@@ -36,6 +36,7 @@ from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
 from gateway.settings import Settings
+from gateway.tenancy import request_host
 from gateway.throttle import FailedAuthThrottle
 from models.admins import Admin
 from models.tenants import Tenant
@@ -106,7 +107,7 @@ def _login_form(
     request: Request, status_code: int = 200, error: str | None = None, **values: str
 ) -> Response:
     settings: Settings = request.app.state.settings
-    host_slug = settings.tenant_slug_of_host(request.headers.get("host", ""))
+    host_slug = settings.addresses.slug_of(request_host(request.scope["headers"]))
     csrf = sessions.new_login_csrf()
     response = render(
         request,
@@ -139,7 +140,7 @@ async def login(request: Request) -> Response:
     email = str(form.get("email", "")).strip()[:320]
     password = str(form.get("password", ""))
     target = _safe_next(form.get("next"))
-    host_slug = settings.tenant_slug_of_host(request.headers.get("host", ""))
+    host_slug = settings.addresses.slug_of(request_host(request.scope["headers"]))
     workspace = host_slug or str(form.get("workspace", "")).strip().lower()[:63]
     if not sessions.same_origin(request) or not sessions.tokens_match(
         form.get("csrf_token"), request.cookies.get(sessions.LOGIN_CSRF_COOKIE)

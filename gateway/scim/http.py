@@ -16,6 +16,7 @@ from gateway.scim.render import etag
 from gateway.scim.store import Actor
 from gateway.settings import Settings
 from gateway.tenancy import request_host
+from models.tenant_addresses import scim_endpoint_at
 
 if TYPE_CHECKING:  # gateway/auth.py reads bodies with this module's helpers
     from gateway.auth import Principal
@@ -144,8 +145,8 @@ def principal(request: Request) -> Principal:
 def base_url(request: Request) -> str:
     """The /scim/v2 URL for meta.location and Location headers.
 
-    The tenant's canonical endpoint (``https://SLUG.<base domain>/scim/v2``),
-    never a reflected Host header, unless the client came straight to
+    The tenant's canonical endpoint (models/tenant_addresses.py), never a
+    reflected Host header, unless the client came straight to
     localhost or an IP address (a developer, a health check through a load
     balancer's IP), where the canonical name may not resolve: then the host
     as gateway/tenancy.py parsed it, rebuilt from its parts. The scheme comes
@@ -155,8 +156,8 @@ def base_url(request: Request) -> str:
     host = request_host(request.scope["headers"])
     if host is not None and host.local:
         scheme = "https" if request.scope.get("scheme") == "https" else "http"
-        return f"{scheme}://{host.netloc}/scim/v2"
-    return settings.endpoint_for(principal(request).tenant_slug)
+        return scim_endpoint_at(scheme, host.netloc)
+    return settings.addresses.scim_endpoint(principal(request).tenant_slug)
 
 
 def idp_of(user_agent: str | None) -> str:
