@@ -1,4 +1,4 @@
-"""create_app(settings): routes, middleware, exception handlers, lifespan."""
+"""create_app(settings): the apps it is made of, middleware, exception handlers, lifespan."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import statistics
@@ -30,20 +30,17 @@ from gateway.admin.sign_in import sign_in_throttles
 from gateway.auth import ScimAuthMiddleware
 from gateway.credentials import CredentialCache, keep_listening
 from gateway.db import create_engine
+from gateway.failures import Answers, exception_handlers, last_resort
 from gateway.fairness import TenantShares
-from gateway.scim import bulk, discovery, errors, groups, root_search, users
-from gateway.scim.openapi import openapi
+from gateway.scim import errors
+from gateway.scim.api import SCIM_ANSWERS, create_api
+from gateway.scim.paths import route_path
 from gateway.settings import Settings
 from gateway.tenancy import MalformedHost, request_host
 from gateway.throttle import FailedAuthThrottle
 from gateway.tokens import TOKEN_PREFIX
 
-log = logging.getLogger("simpleams.gateway")
 access_log = logging.getLogger("simpleams.gateway.access")
-
-# Admin page paths (gateway/admin): errors there are pages, whatever the Accept header.
-ADMIN_PATHS = frozenset({"/", "/login", "/logout", "/staff", "/activity"})
-ADMIN_PREFIXES = ("/staff/", "/activity/", "/settings/", "/static/")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -210,119 +207,73 @@ class BodyDeadlineMiddleware:
         await self.app(scope, receive_in_time, send)
 
 
-async def _scim_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, errors.ScimError):  # registered for ScimError only
-        return await _server_error(request, exc)
-    if isinstance(exc, errors.RequestTimeout) and _for_a_browser(request):
-        page = message_page(request, 408, "Request timed out", exc.detail)
-        page.headers["Connection"] = "close"
-        return page
-    return exc.to_response()
+class PageAnswers:
+    """HTML pages, for the admin pages and for a browser that strayed."""
 
+    def error(self, request: Request, exc: errors.ScimError) -> Response:
+        if isinstance(exc, errors.RequestTimeout):
+            page = message_page(request, 408, "Request timed out", exc.detail)
+            page.headers["Connection"] = "close"
+            return page
+        return exc.to_response()
 
-async def _malformed_host(request: Request, exc: Exception) -> Response:
-    # HostMiddleware refuses these first; this is for a reader it did not foresee.
-    return errors.ScimError(str(exc)).to_response()
-
-
-def _for_a_browser(request: Request) -> bool:
-    """An admin page, or a browser that strayed: answer HTML. Anything else outside
-    /scim/v2 is most likely an IdP with a wrong base URL, and gets a SCIM error
-    that says where the endpoint is."""
-    path = request.url.path
-    return not path.startswith("/scim/") and (
-        "text/html" in request.headers.get("accept", "")
-        or path in ADMIN_PATHS
-        or path.startswith(ADMIN_PREFIXES)
-    )
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, HTTPException):  # registered for HTTPException only
-        return await _server_error(request, exc)
-    if _for_a_browser(request):
+    def http_error(self, request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 404:
             return message_page(request, 404, "Page not found", "There is no page here.")
         return message_page(request, exc.status_code, "Request refused", str(exc.detail))
-    if exc.status_code == 404:
-        return errors.NotFound(
-            f"There is no SCIM endpoint at {request.url.path}; the base URL ends in /scim/v2."
-        ).to_response()
-    if exc.status_code == 405:
-        error = errors.MethodNotAllowed(f"{request.method} is not supported on {request.url.path}.")
-        return errors.error_response(error.to_body(), 405, dict(exc.headers or {}))
-    return errors.error_response(
-        {"schemas": [errors.ERROR_SCHEMA], "status": str(exc.status_code), "detail": exc.detail},
-        exc.status_code,
-    )
 
+    def unavailable(self, request: Request) -> Response:
+        page = message_page(request, 503, "Temporarily unavailable", "Try again in a few seconds.")
+        page.headers["Retry-After"] = "5"
+        return page
 
-# SQLSTATE classes that mean "try again shortly": connection exceptions,
-# insufficient resources, operator intervention (restart, a statement
-# timeout), and transaction rollback (PostgreSQL chose this write as a
-# deadlock's victim, or a serialization conflict's: running it again
-# succeeds). The IdP retries a 503 with Retry-After.
-_UNAVAILABLE = ("08", "40", "53", "57")
-# Data exceptions and program limits (a value too long to index): the
-# client's data, so a 400.
-_REFUSED_DATA = ("22", "54")
+    def refused_value(self, request: Request) -> Response:
+        return message_page(
+            request,
+            400,
+            "Request refused",
+            "Something in this request cannot be stored or searched (such as a NUL "
+            "character); correct it and try again.",
+        )
 
-
-async def _database_error(request: Request, exc: Exception) -> Response:
-    request_id = getattr(request.state, "request_id", "-")
-    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
-    unavailable = (
-        isinstance(exc, PoolTimeoutError)
-        or getattr(exc, "connection_invalidated", False)
-        or sqlstate[:2] in _UNAVAILABLE
-        or (isinstance(exc, OperationalError) and not sqlstate)
-    )
-    if unavailable:
-        log.warning("database unavailable request_id=%s sqlstate=%s", request_id, sqlstate or "-")
-        if _for_a_browser(request):
-            response = message_page(
-                request, 503, "Temporarily unavailable", "Try again in a few seconds."
-            )
-            response.headers["Retry-After"] = "5"
-            return response
-        return errors.ServiceUnavailable(headers={"Retry-After": "5"}).to_response()
-    if sqlstate[:2] in _REFUSED_DATA or isinstance(exc, DataError):
-        # PostgreSQL refused a value our validation let through.
-        log.warning("database refused a value request_id=%s sqlstate=%s", request_id, sqlstate)
-        if _for_a_browser(request):
-            return message_page(
-                request,
-                400,
-                "Request refused",
-                "Something in this request cannot be stored or searched (such as a NUL "
-                "character); correct it and try again.",
-            )
-        return errors.InvalidValue(
-            "A value in this request cannot be stored by SimpleAMS (too long, or containing "
-            "characters it cannot store); shorten or correct it."
-        ).to_response()
-    return await _server_error(request, exc)
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    request_id = getattr(request.state, "request_id", "-")
-    log.error("unhandled error request_id=%s", request_id, exc_info=exc)
-    if _for_a_browser(request):
-        response = message_page(
+    def server_error(self, request: Request, request_id: str) -> Response:
+        return message_page(
             request,
             500,
             "Something went wrong",
             f"SimpleAMS could not show this page; quote request id {request_id} to support.",
         )
-        response.headers["X-Request-Id"] = request_id
-        return response
-    body = {
-        "schemas": [errors.ERROR_SCHEMA],
-        "status": "500",
-        "detail": f"Internal error; quote request id {request_id} to SimpleAMS support.",
-    }
-    # ServerErrorMiddleware sits outside RequestIdMiddleware, so echo the id here.
-    return errors.error_response(body, 500, {"X-Request-Id": request_id})
+
+
+PAGE_ANSWERS = PageAnswers()
+
+
+def page_answers(request: Request) -> Answers:
+    return PAGE_ANSWERS
+
+
+def answers_by_accept(request: Request) -> Answers:
+    """Outside both apps: a browser that strayed gets a page. Anything else is most
+    likely an IdP with a wrong base URL, and gets a SCIM error that says where the
+    endpoint is."""
+    return PAGE_ANSWERS if "text/html" in request.headers.get("accept", "") else SCIM_ANSWERS
+
+
+class Namespace(Mount):
+    """``app`` mounted at the root, for the paths whose first segment starts one of its
+    routes: the admin pages refuse /staff/x/y themselves (a page), but /nowhere is
+    nobody's."""
+
+    def __init__(self, app: Starlette) -> None:
+        super().__init__("", app=app)
+        self.first_segments = frozenset(
+            route.path.split("/")[1] for route in app.routes if isinstance(route, Route | Mount)
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or route_path(scope).split("/")[1] not in self.first_segments:
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 async def healthz(request: Request) -> Response:
@@ -336,7 +287,10 @@ async def healthz(request: Request) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the gateway.
+    """Build the gateway: the SCIM API (gateway/scim/api.py) mounted at /scim/v2, the
+    admin pages, and /healthz with every path neither serves, each a Starlette app
+    with its own exception handlers (gateway/failures.py), in the app that holds
+    the middleware every request passes.
 
     :param settings: configuration; read from the environment when omitted.
     """
@@ -360,45 +314,43 @@ def create_app(settings: Settings | None = None) -> Starlette:
     throttle = FailedAuthThrottle(limit=settings.auth_failures_per_minute)
     shares = TenantShares(settings.scim_requests_in_progress)
     credentials = CredentialCache()
-    scim_routes = users.routes + groups.routes + root_search.routes + bulk.routes + discovery.routes
+    api = create_api(
+        Middleware(
+            ScimAuthMiddleware,
+            engine=engine,
+            settings=settings,
+            throttle=throttle,
+            shares=shares,
+            credentials=credentials,
+        )
+    )
+    pages = Starlette(
+        routes=admin.routes(),
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+        exception_handlers=exception_handlers(page_answers),
+    )
+    # Any other path: /healthz, and an answer for a path nobody serves.
+    elsewhere = Starlette(
+        routes=[Route("/healthz", healthz)],
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+        exception_handlers=exception_handlers(answers_by_accept),
+    )
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            # Public, like the RFC 7643 schemas it summarises; no tenant data.
-            Route("/scim/v2/openapi.json", openapi),
-            Mount(
-                "/scim/v2",
-                routes=scim_routes,
-                middleware=[
-                    Middleware(
-                        ScimAuthMiddleware,
-                        engine=engine,
-                        settings=settings,
-                        throttle=throttle,
-                        shares=shares,
-                        credentials=credentials,
-                    )
-                ],
-            ),
-            *admin.routes(),
-        ],
+        routes=[Mount("/scim/v2", app=api), Namespace(pages)],
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware),
             Middleware(HostMiddleware),
             Middleware(BodyDeadlineMiddleware, seconds=settings.body_read_timeout_seconds),
         ],
-        exception_handlers={
-            errors.ScimError: _scim_error,
-            MalformedHost: _malformed_host,
-            HTTPException: _http_error,
-            DBAPIError: _database_error,
-            PoolTimeoutError: _database_error,
-            Exception: _server_error,
-        },
+        exception_handlers={Exception: last_resort(answers_by_accept)},
         lifespan=lifespan,
     )
+    # Not a catch-all route: a path that matches nothing is first redirected to
+    # its other spelling (/scim/v2 -> /scim/v2/) if that one matches.
+    app.router.default = elsewhere
+    for part in (api, pages, elsewhere):
+        part.state = app.state  # request.app is the mounted app
     app.state.settings = settings
     app.state.engine = engine
     app.state.auth_throttle = throttle

@@ -8,14 +8,19 @@ its own transaction) and other writes open one short READ COMMITTED
 transaction. A connection is checked out only around database work, after
 the request body has been read and validated: a client that sends its body
 slowly must not hold a pooled connection other tenants need. Data functions
-receive the connection and never commit.
+receive the connection and never commit. When a statement fails,
+``classify`` says what that means for the request, for every caller (the
+gateway's exception handlers, each operation of a /Bulk request).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.settings import Settings
@@ -72,3 +77,43 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """
     async with engine.begin() as conn:
         yield conn
+
+
+# SQLSTATE classes that mean "try again shortly": connection exceptions,
+# insufficient resources, operator intervention (restart, a statement
+# timeout), and transaction rollback (PostgreSQL chose this write as a
+# deadlock's victim, or a serialization conflict's: running it again
+# succeeds). The IdP retries a 503 with Retry-After.
+_UNAVAILABLE = ("08", "40", "53", "57")
+# Data exceptions and program limits (a value too long to index): the
+# client's data, so a 400.
+_REFUSED = ("22", "54")
+
+Failure = Literal["unavailable", "refused", "other"]
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE PostgreSQL gave for a failed statement; "" when it gave none."""
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+
+
+def classify(exc: BaseException) -> Failure:
+    """What a database failure means for the request that met it.
+
+    - ``unavailable``: the database is away, busy, or rolled this write back
+      (a deadlock's victim); the same request succeeds if sent again shortly.
+    - ``refused``: PostgreSQL refused a value of the request (a NUL character,
+      a value too long to index); sending it again fails the same way.
+    - ``other``: anything else, a fault of ours.
+    """
+    state = sqlstate(exc)
+    if (
+        isinstance(exc, PoolTimeoutError)
+        or getattr(exc, "connection_invalidated", False)
+        or state[:2] in _UNAVAILABLE
+        or (isinstance(exc, OperationalError) and not state)
+    ):
+        return "unavailable"
+    if state[:2] in _REFUSED or isinstance(exc, DataError):
+        return "refused"
+    return "other"

@@ -32,8 +32,10 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import Message
 
+from gateway.db import classify
 from gateway.scim import errors, groups, users
 from gateway.scim.http import base_url, read_json, scim_json
+from gateway.scim.paths import ResourceNames
 
 BULK_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE_URN = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -51,6 +53,7 @@ _targets = Router(
     ],
     redirect_slashes=False,
 )
+_NAMES = ResourceNames(_targets.routes)  # /users is /Users, as outside a bulk request
 _PATH = re.compile(r"^/(?:Users|Groups)(?:/(?P<id>[^/?#]+))?$")
 
 
@@ -136,7 +139,7 @@ def _parse(
             raise errors.InvalidValue(f"bulkId {bulk_id!r} is used twice in this request.")
         seen.add(bulk_id)
     raw_path = operation.get("path")
-    path = _resolve(raw_path, created) if isinstance(raw_path, str) else None
+    path = _NAMES.canonical(_resolve(raw_path, created)) if isinstance(raw_path, str) else None
     target = _PATH.match(path) if path else None
     if target is None or target["id"] == ".search" or (method == "POST") != (target["id"] is None):
         raise errors.InvalidValue(
@@ -237,12 +240,11 @@ async def _dispatch(
 
 
 def _database_failure(exc: Exception) -> tuple[int, dict[str, str], bytes]:
-    """As the gateway answers it alone (gateway/app.py): a value PostgreSQL refuses
-    is that operation's 400; anything else is a 503 to retry (the database is
-    away, or rolled this write back as a deadlock's victim)."""
-    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    """Classified as the gateway classifies it alone (gateway/db.py): a value
+    PostgreSQL refuses is that operation's 400; anything else is a 503 to retry
+    (the database is away, or rolled this write back as a deadlock's victim)."""
     failure: errors.ScimError
-    if sqlstate[:2] in ("22", "54"):
+    if classify(exc) == "refused":
         failure = errors.InvalidValue(
             "A value in this operation cannot be stored by SimpleAMS (too long, or containing "
             "characters it cannot store); shorten or correct it."

@@ -21,9 +21,10 @@
     ├── TooManyRequests       429
     └── ServiceUnavailable    503
 
-Raise them anywhere in the gateway; ``gateway/app.py`` registers the handlers
-that turn them into responses. Details are sentences an IdP admin can act on
-and never contain a token.
+Raise them anywhere in the gateway; the handlers of ``gateway/failures.py``,
+registered by the SCIM app (``gateway/scim/api.py``), turn them into
+responses. Details are sentences an IdP admin can act on and never contain a
+token.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import pytest
 from sqlalchemy import Engine, text
@@ -19,6 +21,11 @@ def assert_scim_error(response: httpx2.Response, status: int, scim_type: str | N
     assert body["status"] == str(status)
     assert body.get("scimType") == scim_type
     assert body["detail"] and "Traceback" not in body["detail"]
+
+
+def unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The "unhandled error" log lines (one per failure: the soak test counts them)."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("unhandled error")]
 
 
 async def test_unknown_paths_and_methods_get_scim_errors(client: httpx2.AsyncClient) -> None:
@@ -165,6 +172,10 @@ async def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
     assert "secret internals" not in response.text
     assert response.headers["x-request-id"] in response.json()["detail"]
     assert any("secret internals" in str(r.exc_info) for r in caplog.records if r.exc_info)
+    # Answered and logged once, though Starlette raises it on through the gateway.
+    request_id = response.headers["x-request-id"]
+    assert response.headers.get_list("x-request-id") == [request_id]
+    assert unhandled(caplog) == [f"unhandled error request_id={request_id}"]
 
 
 async def test_a_value_postgresql_refuses_is_400_not_500(
@@ -321,3 +332,94 @@ async def test_a_write_rolled_back_by_a_deadlock_is_503_to_retry_not_500(
     with db.connect() as conn:
         names = conn.execute(text("SELECT user_name FROM users")).scalars().all()
     assert names == ["bystander@acme.test"]
+
+
+# --- Which app answers: the SCIM API, the admin pages, or neither ------------------
+
+HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
+
+
+def raw_client(app: Any, **kwargs: Any) -> httpx2.AsyncClient:
+    """An unhandled error is the 500 a real server answers, not an exception here."""
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx2.AsyncClient(transport=transport, base_url="http://localhost", **kwargs)
+
+
+async def test_the_scim_api_answers_scim_json_even_to_a_browser(
+    anonymous: httpx2.AsyncClient, tenant: TenantHandle
+) -> None:
+    browser = {"Accept": HTML}
+    nowhere = await anonymous.get("/Nope", headers={**browser, **tenant.headers})
+    assert_scim_error(nowhere, 404)
+    assert "/scim/v2/Nope" in nowhere.json()["detail"]
+    assert "content-security-policy" not in nowhere.headers
+    wrong_method = await anonymous.delete("/Users", headers={**browser, **tenant.headers})
+    assert_scim_error(wrong_method, 405)
+    assert "GET" in wrong_method.headers["allow"]
+    assert_scim_error(await anonymous.get("/Users", headers=browser), 401)
+    # The public OpenAPI description is the SCIM API's too.
+    described = await anonymous.get("/openapi.json", headers=browser)
+    assert described.status_code == 200
+    assert "content-security-policy" not in described.headers
+
+
+async def test_the_admin_pages_answer_pages_whatever_the_client_accepts(app: object) -> None:
+    async with raw_client(app, headers={"Accept": "application/scim+json"}) as http:
+        for path in ("/staff/x/y", "/settings/nope", "/static/nope.css"):
+            missing = await http.get(path)
+            assert missing.status_code == 404, path
+            assert missing.headers["content-type"].startswith("text/html"), path
+            assert "Page not found" in missing.text
+            assert "content-security-policy" in missing.headers
+        wrong_method = await http.get("/logout")
+        assert wrong_method.status_code == 405
+        assert wrong_method.headers["content-type"].startswith("text/html")
+        assert "Request refused" in wrong_method.text
+
+
+async def test_outside_both_apps_the_accept_header_decides(app: object) -> None:
+    async with raw_client(app) as http:
+        idp = await http.get("/nowhere")
+        assert_scim_error(idp, 404)
+        assert "There is no SCIM endpoint at /nowhere" in idp.json()["detail"]
+        assert_scim_error(await http.post("/healthz"), 405)
+
+        page = await http.get("/nowhere", headers={"Accept": HTML})
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "Page not found" in page.text
+        assert "content-security-policy" in page.headers
+        refused = await http.post("/healthz", headers={"Accept": HTML})
+        assert refused.status_code == 405
+        assert refused.headers["content-type"].startswith("text/html")
+
+        # Redirected to the spelling that has a route, as before.
+        for path, target in (
+            ("/scim/v2", "/scim/v2/"),
+            ("/staff/", "/staff"),
+            ("/healthz/", "/healthz"),
+        ):
+            moved = await http.get(path)
+            assert moved.status_code == 307, path
+            assert moved.headers["location"] == f"http://localhost{target}"
+
+
+async def test_an_unexpected_error_on_an_admin_page_is_a_page_logged_once(
+    app: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.admin import sessions
+
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(sessions, "current", explode)
+    async with raw_client(app, headers={"Accept": "application/json"}) as http:
+        response = await http.get("/login")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in response.text
+    assert "secret internals" not in response.text
+    request_id = response.headers["x-request-id"]
+    assert response.headers.get_list("x-request-id") == [request_id]
+    assert request_id in response.text
+    assert unhandled(caplog) == [f"unhandled error request_id={request_id}"]
