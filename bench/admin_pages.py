@@ -29,9 +29,11 @@ from models.tenants import Plan
 from models.users import STAFF_SORT_KEY, User
 
 SEED_USERS = """
-INSERT INTO users (id, tenant_id, scim_id, user_name, email, email_values, display_name,
-                   given_name, family_name, department, active, deleted_at, source, attributes)
+INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email, email_key,
+                   email_values, display_name, given_name, family_name, department, active,
+                   deleted_at, source, attributes)
 SELECT gen_random_uuid(), :t, gen_random_uuid(), 'user' || i || '@bench.example',
+       'user' || i || '@bench.example', 'user' || i || '@bench.example',
        'user' || i || '@bench.example', ARRAY['user' || i || '@bench.example'],
        'Given' || i || ' Family' || (i % 977), 'Given' || i, 'Family' || (i % 977),
        'Dept ' || (i % 40), i % 10 <> 0, CASE WHEN i % 100 = 0 THEN now() END, 'okta', '{}'

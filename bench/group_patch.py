@@ -29,10 +29,11 @@ def seed(database_url: str, group_id: str, members: int, spare: int) -> tuple[li
         tenant_id = conn.execute(text("SELECT id FROM tenants WHERE slug = 'demo'")).scalar_one()
         conn.execute(
             text(
-                "INSERT INTO users (id, tenant_id, scim_id, user_name, email, email_values,"
-                " display_name, attributes, source)"
+                "INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email,"
+                " email_key, email_values, display_name, attributes, source)"
                 " SELECT gen_random_uuid(), :tenant, gen_random_uuid(), 'u' || n || '@bench.test',"
-                " 'u' || n || '@bench.test', ARRAY['u' || n || '@bench.test'], 'User ' || n,"
+                " 'u' || n || '@bench.test', 'u' || n || '@bench.test', 'u' || n || '@bench.test',"
+                " ARRAY['u' || n || '@bench.test'], 'User ' || n,"
                 " jsonb_build_object('userName', 'u' || n || '@bench.test'), 'okta'"
                 " FROM generate_series(1, :total) AS n"
             ),

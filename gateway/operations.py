@@ -21,6 +21,7 @@ from models.audit import AuditEntry
 from models.checkouts import CheckoutRefused, check_in, check_out
 from models.outbox import ProvisioningEvent, RunStatus, SideEffectRun
 from models.tenants import Tenant
+from models.text import fold
 from models.users import User
 
 
@@ -60,7 +61,7 @@ def audit_entries(
     query = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
     if user_email is not None:
         user_ids = select(User.id).where(
-            User.tenant_id == tenant_id, func.lower(User.email) == user_email.lower()
+            User.tenant_id == tenant_id, User.email_key == fold(user_email)
         )
         query = query.where(AuditEntry.user_id.in_(user_ids))
     if since is not None:

@@ -11,26 +11,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from gateway.tenancy import OperatorError, tenant_id_for
 from models.groups import Group, GroupMember
-from models.outbox import ProvisioningEvent
+from models.outbox import EVENT_INSERT, Actor
 from models.roles import RoleMapping, role_change_events, role_statements
+from models.text import fold
 from models.users import Role
 
 CLI = "simpleams roles"
-
-
-def _operator(via: str) -> dict[str, Any]:
-    """Who made a change (the CLI or the admin pages), as events record it."""
-    return {
-        "actor_idp": "admin",
-        "actor_credential_id": None,
-        "actor_user_agent": via,
-        "request_id": None,
-    }
 
 
 def map_group(conn: Connection, slug: str, group_name: str, role: str, via: str = CLI) -> int:
@@ -44,7 +35,7 @@ def map_group(conn: Connection, slug: str, group_name: str, role: str, via: str 
         raise OperatorError("The group name is empty.")
     tenant_id = tenant_id_for(conn, slug)
     statement = pg_insert(RoleMapping).values(
-        tenant_id=tenant_id, group_key=name.lower(), group_name=name, role=role
+        tenant_id=tenant_id, group_key=fold(name), group_name=name, role=role
     )
     conn.execute(
         statement.on_conflict_do_update(
@@ -52,13 +43,13 @@ def map_group(conn: Connection, slug: str, group_name: str, role: str, via: str 
             set_={"group_name": name, "role": role, "updated_at": func.now()},
         )
     )
-    return _recompute_group(conn, tenant_id, name.lower(), via)
+    return _recompute_group(conn, tenant_id, fold(name), via)
 
 
 def unmap_group(conn: Connection, slug: str, group_name: str, via: str = CLI) -> int:
     """Remove a mapping; its members fall back to their other groups' role, or staff."""
     tenant_id = tenant_id_for(conn, slug)
-    key = group_name.strip().lower()
+    key = fold(group_name.strip())
     removed = conn.execute(
         delete(RoleMapping)
         .where(RoleMapping.tenant_id == tenant_id, RoleMapping.group_key == key)
@@ -76,9 +67,7 @@ def list_mappings(conn: Connection, slug: str) -> list[Any]:
         select(func.count())
         .select_from(GroupMember)
         .join(Group, Group.id == GroupMember.group_id)
-        .where(
-            Group.tenant_id == tenant_id, func.lower(Group.display_name) == RoleMapping.group_key
-        )
+        .where(Group.tenant_id == tenant_id, Group.display_name_key == RoleMapping.group_key)
         .scalar_subquery()
     )
     return list(
@@ -95,7 +84,7 @@ def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str, via: str)
         conn.execute(
             select(GroupMember.user_id)
             .join(Group, Group.id == GroupMember.group_id)
-            .where(Group.tenant_id == tenant_id, func.lower(Group.display_name) == key)
+            .where(Group.tenant_id == tenant_id, Group.display_name_key == key)
         )
         .scalars()
         .all()
@@ -106,7 +95,5 @@ def _recompute_group(conn: Connection, tenant_id: uuid.UUID, key: str, via: str)
     conn.execute(lock)
     changed = conn.execute(change).all()
     if changed:
-        conn.execute(
-            insert(ProvisioningEvent), role_change_events(tenant_id, changed, _operator(via))
-        )
+        conn.execute(EVENT_INSERT, role_change_events(Actor.operator(tenant_id, via), changed))
     return len(changed)

@@ -7,6 +7,8 @@ from models.checkouts import Asset, Checkout
 from models.groups import Group, GroupMember
 from models.notifications import DigestItem, Notification, NotificationKind
 from models.outbox import (
+    EVENT_INSERT,
+    Actor,
     Effect,
     EventKind,
     ProvisioningEvent,
@@ -20,6 +22,8 @@ from models.tenants import Plan, ScimCredential, Tenant
 from models.users import LiveUserCount, Role, Source, User
 
 __all__ = [
+    "EVENT_INSERT",
+    "Actor",
     "Admin",
     "AdminSession",
     "Asset",

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, created_at, uuid_pk
 from models.guard import is_tripped
+from models.text import fold
 from models.users import User
 
 
@@ -94,7 +95,7 @@ def check_out(session: Session, tenant_id: uuid.UUID, email: str, tag: str) -> C
     # most recently deleted (so the "locked out" answer still names them).
     user = session.scalars(
         select(User)
-        .where(User.tenant_id == tenant_id, func.lower(User.email) == func.lower(email))
+        .where(User.tenant_id == tenant_id, User.email_key == fold(email))
         .order_by(User.deleted_at.desc().nulls_first())
         .limit(1)
     ).one_or_none()

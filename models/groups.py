@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, uuid_pk
@@ -26,13 +26,8 @@ class Group(Base):
     __table_args__ = (
         # RFC 7643 §4.2 leaves displayName's uniqueness to the service
         # provider; Okta and Entra both match an existing group by it, so it
-        # is unique per tenant, case-insensitively.
-        Index(
-            "uq_groups_tenant_display_name",
-            "tenant_id",
-            func.lower(text("display_name")),
-            unique=True,
-        ),
+        # is unique per tenant, case-insensitively (its folded key, models/text.py).
+        Index("uq_groups_tenant_display_name", "tenant_id", "display_name_key", unique=True),
         Index("ix_groups_tenant_external_id", "tenant_id", "external_id"),
         # Paging in creation order (startIndex and cursors).
         Index("ix_groups_tenant_created", "tenant_id", "created_at", "id"),
@@ -42,6 +37,8 @@ class Group(Base):
     id: Mapped[uuid_pk]
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     display_name: Mapped[str] = mapped_column(String(256))
+    # display_name folded (models/text.py): what filters, ordering and uniqueness compare.
+    display_name_key: Mapped[str] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

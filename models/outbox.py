@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -163,6 +164,77 @@ class SideEffectRun(Base):
     finished_at: Mapped[created_at]
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change, recorded on every provisioning event it causes.
+
+    :param idp: ``okta``, ``entra``, ``scim`` (another SCIM client) or
+        ``admin`` (the admin pages and the ``simpleams`` command).
+    :param user_agent: the IdP's User-Agent, or the admin tool's name.
+    """
+
+    tenant_id: uuid.UUID
+    credential_id: uuid.UUID | None
+    idp: str
+    user_agent: str | None
+    request_id: str | None
+
+    @classmethod
+    def operator(cls, tenant_id: uuid.UUID, via: str) -> Actor:
+        """An administrator, through the admin pages or the command line (``via``)."""
+        return cls(tenant_id, credential_id=None, idp="admin", user_agent=via, request_id=None)
+
+
+# Every column an event is written with, each from an ``event_<name>`` parameter.
+_EVENT_COLUMNS = (
+    "tenant_id",
+    "user_id",
+    "group_id",
+    "kind",
+    "changes",
+    "ignored_attributes",
+    "actor_idp",
+    "actor_credential_id",
+    "actor_user_agent",
+    "request_id",
+)
+
+
+def _event_parameter(name: str) -> Any:
+    return bindparam(f"event_{name}", type_=ProvisioningEvent.__table__.c[name].type)
+
+
+def event_parameters(
+    actor: Actor,
+    kind: EventKind,
+    changes: dict[str, Any],
+    *,
+    user_id: uuid.UUID | None = None,
+    group_id: uuid.UUID | None = None,
+    ignored_attributes: list[str] | None = None,
+) -> dict[str, Any]:
+    """One event, about a user or a group: the parameters of ``EVENT_INSERT``
+    and ``event_insert()``. The one place an event's row is composed."""
+    return {
+        "event_tenant_id": actor.tenant_id,
+        "event_user_id": user_id,
+        "event_group_id": group_id,
+        "event_kind": kind.value,
+        "event_changes": changes,
+        "event_ignored_attributes": ignored_attributes or [],
+        "event_actor_idp": actor.idp,
+        "event_actor_credential_id": actor.credential_id,
+        "event_actor_user_agent": actor.user_agent,
+        "event_request_id": actor.request_id,
+    }
+
+
+# Events written on their own: ``conn.execute(EVENT_INSERT, [event_parameters(...), ...])``.
+EVENT_INSERT = insert(ProvisioningEvent).values(
+    {name: _event_parameter(name) for name in _EVENT_COLUMNS}
+)
+
+
 def event_insert(after: CTE | None = None) -> CTE:
     """The INSERT of one event as a CTE, to ride along with the write it records.
 
@@ -176,50 +248,9 @@ def event_insert(after: CTE | None = None) -> CTE:
         SELECT … WHERE); the event is inserted once per row it returns, so
         a write that did not happen records no event.
     """
-    table = ProvisioningEvent.__table__
-    names = (
-        "tenant_id",
-        "user_id",
-        "kind",
-        "changes",
-        "ignored_attributes",
-        "actor_idp",
-        "actor_credential_id",
-        "actor_user_agent",
-        "request_id",
-    )
     if after is None:
-        values = {name: bindparam(f"event_{name}", type_=table.c[name].type) for name in names}
-        return insert(ProvisioningEvent).values(values).cte("provisioning_event")
+        return EVENT_INSERT.cte("provisioning_event")
     # The psycopg dialect casts each typed parameter (``%(event_kind)s::VARCHAR``),
     # so PostgreSQL knows their types in a SELECT list too.
-    selected = select(
-        *(bindparam(f"event_{name}", type_=table.c[name].type) for name in names)
-    ).select_from(after)
-    return insert(ProvisioningEvent).from_select(names, selected).cte("provisioning_event")
-
-
-def event_parameters(
-    *,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID,
-    kind: EventKind,
-    changes: dict[str, Any],
-    actor_idp: str,
-    actor_credential_id: uuid.UUID | None,
-    actor_user_agent: str | None,
-    request_id: str | None,
-    ignored_attributes: list[str] | None = None,
-) -> dict[str, Any]:
-    """The parameters of ``event_insert()`` for one event."""
-    return {
-        "event_tenant_id": tenant_id,
-        "event_user_id": user_id,
-        "event_kind": kind.value,
-        "event_changes": changes,
-        "event_ignored_attributes": ignored_attributes or [],
-        "event_actor_idp": actor_idp,
-        "event_actor_credential_id": actor_credential_id,
-        "event_actor_user_agent": actor_user_agent,
-        "event_request_id": request_id,
-    }
+    selected = select(*(_event_parameter(name) for name in _EVENT_COLUMNS)).select_from(after)
+    return insert(ProvisioningEvent).from_select(_EVENT_COLUMNS, selected).cte("provisioning_event")

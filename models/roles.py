@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Select,
     String,
+    Text,
     Update,
     and_,
     case,
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at
 from models.groups import Group, GroupMember
-from models.outbox import EventKind
+from models.outbox import Actor, EventKind, event_parameters
 from models.users import Role, User
 
 # When a user is in groups mapped to different roles, the highest wins.
@@ -49,9 +50,9 @@ class RoleMapping(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
-    # lower(group name): how groups are matched (display names are unique
-    # case-insensitively, models/groups.py).
-    group_key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    # The folded group name (models/text.py): how groups are matched, by their
+    # display_name_key (display names are unique case-insensitively, models/groups.py).
+    group_key: Mapped[str] = mapped_column(Text, primary_key=True)
     group_name: Mapped[str] = mapped_column(String(256))  # as the admin typed it
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[created_at]
@@ -68,7 +69,7 @@ def _mapped_to(role: Role) -> Any:
             RoleMapping,
             and_(
                 RoleMapping.tenant_id == Group.tenant_id,
-                RoleMapping.group_key == func.lower(Group.display_name),
+                RoleMapping.group_key == Group.display_name_key,
             ),
         )
         .where(GroupMember.user_id == User.id, RoleMapping.role == role.value)
@@ -113,18 +114,12 @@ def role_statements(
     return lock, change
 
 
-def role_change_events(
-    tenant_id: uuid.UUID, changed: Collection[Any], actor: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Provisioning-event rows for role changes; ``actor``: actor_idp,
-    actor_credential_id, actor_user_agent, request_id."""
+def role_change_events(actor: Actor, changed: Collection[Any]) -> list[dict[str, Any]]:
+    """The ``user.updated`` events of role changes (rows of role_statements'
+    change: id, before, after), for ``models.outbox.EVENT_INSERT``."""
     return [
-        {
-            "tenant_id": tenant_id,
-            "user_id": row.id,
-            "kind": EventKind.user_updated.value,
-            "changes": {"role": [row.before, row.after]},
-            **actor,
-        }
+        event_parameters(
+            actor, EventKind.user_updated, {"role": [row.before, row.after]}, user_id=row.id
+        )
         for row in changed
     ]

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Index,
     SmallInteger,
     String,
+    Text,
     func,
     text,
 )
@@ -64,35 +65,40 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         # RFC 7643: userName and emails are caseExact=false, so uniqueness is
-        # on lower(). Only live users count: the IdP cannot see users it
-        # deleted, so they must not block its writes (a re-hire finds them by
-        # a lookup instead, gateway/scim/store.py::create).
+        # on their folded keys (models/text.py). Only live users count: the
+        # IdP cannot see users it deleted, so they must not block its writes
+        # (a re-hire finds them by a lookup instead, gateway/scim/store.py::create).
         Index(
             "uq_users_tenant_username",
             "tenant_id",
-            func.lower(text("user_name")),
+            "user_name_key",
             unique=True,
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index(
             "uq_users_tenant_email",
             "tenant_id",
-            func.lower(text("email")),
+            "email_key",
             unique=True,
-            postgresql_where=text("email IS NOT NULL AND deleted_at IS NULL"),
+            postgresql_where=text("email_key IS NOT NULL AND deleted_at IS NULL"),
         ),
         # A re-hire looks deleted users up by the same keys; they are few.
+        # Each index can serve only its own key's probe: its predicate names
+        # the key (implied by `key = …`, and by nothing else), and the key
+        # leads. Otherwise, with statistics that say there are no deleted
+        # users yet, the planner may read one index for both probes, and
+        # later scan every deleted user of the tenant on every create.
         Index(
             "ix_users_deleted_username",
+            "user_name_key",
             "tenant_id",
-            func.lower(text("user_name")),
-            postgresql_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL AND user_name_key IS NOT NULL"),
         ),
         Index(
             "ix_users_deleted_email",
+            "email_key",
             "tenant_id",
-            func.lower(text("email")),
-            postgresql_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL AND email_key IS NOT NULL"),
         ),
         Index("ix_users_tenant_external_id", "tenant_id", "external_id"),
         # `emails eq "x"` (Entra) matches any of the user's addresses.
@@ -140,8 +146,12 @@ class User(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     scim_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     user_name: Mapped[str]
+    # userName and the primary email folded (models/text.py): what uniqueness
+    # and every case-insensitive lookup compare.
+    user_name_key: Mapped[str] = mapped_column(Text)
     external_id: Mapped[str | None]
     email: Mapped[str | None]
+    email_key: Mapped[str | None] = mapped_column(Text)
     email_values: Mapped[list[str]] = mapped_column(
         ARRAY(String), server_default=text("'{}'::varchar[]")
     )
@@ -158,6 +168,9 @@ class User(Base):
     checkout_locked: Mapped[bool] = mapped_column(server_default=text("false"))
     source: Mapped[str] = mapped_column(String(16), server_default=Source.manual.value)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # ``attributes`` with every caseExact=false string folded (models/text.py):
+    # what SCIM filters and sortBy read, so that they compare folded text.
+    folded: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # meta.version: bumped on every write, rendered as a weak ETag.
     version: Mapped[int] = mapped_column(server_default=text("1"))
     created_at: Mapped[created_at]

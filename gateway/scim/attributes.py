@@ -1,70 +1,34 @@
-"""Where each SCIM attribute of a User lives in PostgreSQL.
+"""What a SCIM attribute is: its type's filter operators, and the columns a
+User's document derives.
 
 The ``attributes`` JSONB document is the source of truth; a few scalar
-columns are derived from it on every write (``indexed_columns``) so the
-lookups IdPs make on every user, and the staff list, are index scans. The
-filter compiler and ``sortBy`` use the mapping below to read an attribute
-from the right place, and both filter compilers (/Users and /Groups) the
-operator rule (check_operator) to refuse an operator an attribute's type does
-not take.
+columns, the folded keys and the folded document are derived from it on every
+write (``indexed_columns``) so the lookups IdPs make on every user, and the
+staff list, are index scans. Where a filter reads each attribute is the
+ResourceType's to say (gateway/scim/resources.py); the operator rule here
+(check_operator) refuses an operator an attribute's type does not take, for
+every resource type.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from scim2_models import Attribute, Mutability
 from scim2_models.path import AttributeBinding
-from sqlalchemy import String, cast, literal
-from sqlalchemy.dialects.postgresql import JSONB
 
 from gateway.scim import errors
-from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
-from models.users import User
-
-users = User.__table__.c
-
-CORE_PREFIX = CORE_USER_URN + ":"
-# JSONB constants bound as JSON values (a cast of a Python string would bind a JSON string).
-EMPTY_ARRAY = literal([], JSONB)
-
-
-# The common attributes (RFC 7643 §3.1) a /Users filter can name, each read
-# from a column (column_for); meta.location and meta.version cannot be.
-COMMON_FILTER_ATTRIBUTES = (
-    "id",
-    "externalId",
-    "meta.created",
-    "meta.lastModified",
-    "meta.resourceType",
-)
-
-
-@cache
-def user_filter_attributes() -> tuple[str, ...]:
-    """Every attribute path a /Users filter accepts.
-
-    The common attributes above, then every attribute and sub-attribute of the
-    schemas /Schemas advertises for a User (extension ones fully qualified).
-    """
-    paths = list(COMMON_FILTER_ATTRIBUTES)
-    for model, prefix in ((ScimUser, ""), (EnterpriseUser, ENTERPRISE_URN + ":")):
-        for attribute in model.to_schema().attributes or []:
-            paths.append(f"{prefix}{attribute.name}")
-            for sub in attribute.sub_attributes or []:
-                paths.append(f"{prefix}{attribute.name}.{sub.name}")
-    return tuple(paths)
-
+from gateway.scim.resources import USER
+from gateway.scim.schema import ENTERPRISE_URN
+from models.text import fold, fold_document, fold_or_none
 
 # RFC 7644 §3.4.2.2: the filter operators that apply to an attribute, by its
 # type (RFC 7643 §2.3). co/sw/ew match strings; gt/ge/lt/le order strings,
 # numbers and dates, and "Boolean and Binary attributes SHALL cause a failed
 # response (HTTP status code 400) with a 'scimType' of 'invalidFilter'"; a
 # complex attribute can only be tested for presence (a comparison names one
-# of its sub-attributes). pr applies to every attribute. This is the one rule
-# both the /Users (filters.py) and the /Groups (group_filters.py) compilers
-# apply, through check_operator.
+# of its sub-attributes). pr applies to every attribute. The filter compiler
+# (filters.py) applies it to every resource type, through check_operator.
 FILTER_OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr")
 _ORDERED = ("eq", "ne", "gt", "ge", "lt", "le", "pr")
 OPERATORS_BY_TYPE: dict[str, tuple[str, ...]] = {
@@ -137,15 +101,20 @@ def primary_email(document: dict[str, Any]) -> str | None:
 
 
 def indexed_columns(document: dict[str, Any]) -> dict[str, Any]:
-    """The users-table columns derived from a SCIM document (see models/users.py)."""
+    """The users-table columns derived from a SCIM document (see models/users.py),
+    with the folded keys and document that comparisons read (models/text.py)."""
     name = document.get("name") or {}
     enterprise = document.get(ENTERPRISE_URN) or {}
-    emails = [str(e["value"]).lower() for e in document.get("emails") or [] if e.get("value")]
+    emails = [fold(str(e["value"])) for e in document.get("emails") or [] if e.get("value")]
+    email = primary_email(document)
     return {
         "user_name": document["userName"],
+        "user_name_key": fold(document["userName"]),
         "external_id": document.get("externalId"),
-        "email": primary_email(document),
+        "email": email,
+        "email_key": fold_or_none(email),
         "email_values": sorted(set(emails)),
+        "folded": fold_document(document, USER.case_exact),
         "display_name": document.get("displayName"),
         "given_name": name.get("givenName"),
         "family_name": name.get("familyName"),
@@ -155,59 +124,11 @@ def indexed_columns(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def json_keys(binding: AttributeBinding) -> list[str]:
-    """JSON keys from the document root to the head attribute (no sub-attribute)."""
-    urn = binding.urn
-    if urn.lower().startswith(CORE_PREFIX.lower()):
-        head = urn[len(CORE_PREFIX) :].split(".", 1)[0]
-        return [head]
-    schema, _, attr = urn.rpartition(":")
-    return [schema, attr.split(".", 1)[0]]
-
-
 def wire_name(binding: AttributeBinding, *, sub: bool = False) -> str:
     """The wire name of the sub-attribute (``sub=True``) or the head attribute."""
     dotted = binding.urn.rpartition(":")[2]
     head, _, tail = dotted.partition(".")
     return tail if sub else head
-
-
-def json_at(keys: list[str]) -> Any:
-    expression: Any = users.attributes
-    for key in keys:
-        expression = expression[key]
-    return expression
-
-
-def column_for(binding: AttributeBinding) -> Any:
-    if not binding.urn.lower().startswith(CORE_PREFIX.lower()):
-        return None
-    dotted = binding.urn[len(CORE_PREFIX) :].lower()
-    return {
-        "id": cast(users.scim_id, String),
-        "username": users.user_name,
-        "externalid": users.external_id,
-        "active": users.active,
-        "meta.created": users.created_at,
-        "meta.lastmodified": users.updated_at,
-        "meta.resourcetype": literal("User"),
-    }.get(dotted)
-
-
-def scalar_sql(binding: AttributeBinding) -> Any:
-    column_ = column_for(binding)
-    if column_ is not None:
-        return column_
-    if binding.urn.lower().startswith((CORE_PREFIX + "meta").lower()):
-        raise errors.InvalidFilter(f"'{binding.urn}' cannot be used in a filter.")
-    keys = json_keys(binding)
-    if binding.sub_field_name:
-        keys = [*keys, wire_name(binding, sub=True)]
-    return typed(json_at(keys[:-1])[keys[-1]], binding)
-
-
-def element_sql(element: Any, binding: AttributeBinding) -> Any:
-    return typed(element[wire_name(binding, sub=True) or "value"], binding)
 
 
 def typed(json_value: Any, binding: AttributeBinding) -> Any:

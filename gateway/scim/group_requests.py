@@ -18,6 +18,7 @@ no nested groups, so a member of ``type`` Group is refused.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,7 +172,8 @@ def _display_name(value: Any) -> str:
         raise errors.InvalidValue("'displayName' is required and must be a non-empty string.")
     if len(value) > MAX_NAME_LENGTH:
         raise errors.InvalidValue(f"'displayName' is longer than {MAX_NAME_LENGTH} characters.")
-    return value.strip()
+    # Stored in NFC, as users' text is (gateway/scim/schema.py).
+    return unicodedata.normalize("NFC", value.strip())
 
 
 def _external_id(value: Any) -> str | None:
@@ -181,7 +183,7 @@ def _external_id(value: Any) -> str | None:
         raise errors.InvalidValue("'externalId' must be a string.")
     if len(value) > MAX_NAME_LENGTH:
         raise errors.InvalidValue(f"'externalId' is longer than {MAX_NAME_LENGTH} characters.")
-    return value
+    return unicodedata.normalize("NFC", value)
 
 
 def _members(value: Any) -> Members:

@@ -12,16 +12,17 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Text, cast, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Text, cast, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
-from gateway.scim.store import Actor
+from gateway.scim.resources import uniqueness_error
 from models.groups import Group, GroupMember
-from models.outbox import EventKind, ProvisioningEvent
+from models.outbox import EVENT_INSERT, Actor, EventKind, event_parameters
+from models.text import fold
 from models.users import User
 
 GroupRow = Any  # a Row of the groups table
@@ -98,6 +99,7 @@ async def create(
             id=uuid.uuid4(),
             tenant_id=tenant_id,
             display_name=display_name,
+            display_name_key=fold(display_name),
             external_id=external_id,
         )
         .returning(*Group.__table__.c),
@@ -108,6 +110,8 @@ async def update_group(
     conn: AsyncConnection, group_id: uuid.UUID, values: dict[str, Any]
 ) -> GroupRow:
     """Set ``values`` (display_name, external_id) and bump the version."""
+    if "display_name" in values:
+        values = {**values, "display_name_key": fold(values["display_name"])}
     return await _write(
         conn,
         update(Group)
@@ -182,18 +186,7 @@ async def record_event(
     changes: dict[str, Any],
 ) -> None:
     """A group's provisioning event (audited); member ids are staff ids (users.id)."""
-    await conn.execute(
-        insert(ProvisioningEvent).values(
-            tenant_id=actor.tenant_id,
-            group_id=group_id,
-            kind=kind.value,
-            changes=changes,
-            actor_idp=actor.idp,
-            actor_credential_id=actor.credential_id,
-            actor_user_agent=actor.user_agent,
-            request_id=actor.request_id,
-        )
-    )
+    await conn.execute(EVENT_INSERT, event_parameters(actor, kind, changes, group_id=group_id))
 
 
 def membership_changes(joined: set[uuid.UUID], left: set[uuid.UUID]) -> dict[str, Any]:
@@ -263,7 +256,7 @@ async def groups_of_users(
         select(GroupMember.user_id, Group.id, Group.display_name)
         .join(Group, Group.id == GroupMember.group_id)
         .where(GroupMember.user_id.in_(list(user_ids)))
-        .order_by(GroupMember.user_id, func.lower(Group.display_name))
+        .order_by(GroupMember.user_id, Group.display_name_key)
     )
     for row in rows:
         found[row.user_id].append(row)
@@ -301,11 +294,7 @@ async def _write(conn: AsyncConnection, statement: Any) -> GroupRow:
     try:
         return (await conn.execute(statement)).one()
     except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
-        if "display_name" in constraint:
-            raise errors.Uniqueness(
-                "Another group in this workspace already has this displayName (group names "
-                "are unique, case-insensitively). Look it up with "
-                'filter=displayName eq "…" and update it instead.'
-            ) from None
-        raise
+        refused = uniqueness_error(exc)
+        if refused is None:
+            raise
+        raise refused from None

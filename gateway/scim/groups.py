@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from gateway.db import reading, writing
 from gateway.scim import errors, group_store, store
-from gateway.scim.group_filters import compile_group_filter
+from gateway.scim.filters import compile_filter
 from gateway.scim.group_requests import GROUP_URN, Members, parse_group, parse_group_patch
 from gateway.scim.http import (
     actor,
@@ -34,6 +34,7 @@ from gateway.scim.http import (
     scim_json,
 )
 from gateway.scim.render import _timestamp, etag, list_response
+from gateway.scim.resources import GROUP
 from models.outbox import EventKind
 
 MAX_RESULTS = 1000
@@ -150,7 +151,7 @@ async def _query(
     first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
     limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
     condition: ColumnElement[bool] | None = (
-        compile_group_filter(filter_text) if filter_text else None
+        compile_filter(GROUP, filter_text) if filter_text else None
     )
     url = base_url(request)
     async with reading(engine(request)) as conn:
@@ -303,7 +304,7 @@ async def _record_update(
 
 def _renamed(before: Any, after: Any) -> bool:
     # Role mappings match names case-insensitively (models/roles.py).
-    return bool(before.display_name.lower() != after.display_name.lower())
+    return bool(before.display_name_key != after.display_name_key)
 
 
 async def delete_group(request: Request) -> Response:

@@ -13,9 +13,9 @@ from starlette.types import Message, Receive
 from gateway.scim import errors
 from gateway.scim.errors import SCIM_MEDIA_TYPE
 from gateway.scim.render import etag
-from gateway.scim.store import Actor
 from gateway.settings import Settings
 from gateway.tenancy import request_host
+from models.outbox import Actor
 from models.tenant_addresses import scim_endpoint_at
 
 if TYPE_CHECKING:  # gateway/auth.py reads bodies with this module's helpers

@@ -21,10 +21,10 @@ from starlette.routing import Route
 from gateway.db import reading
 from gateway.scim import errors, group_store, store, users
 from gateway.scim.filters import compile_filter
-from gateway.scim.group_filters import compile_group_filter
 from gateway.scim.groups import Projection, render_group
 from gateway.scim.http import base_url, engine, int_param, principal, read_json, scim_json
 from gateway.scim.render import list_response, parse_projection, project, render_user
+from gateway.scim.resources import GROUP, USER
 
 
 def _conditions(
@@ -34,9 +34,9 @@ def _conditions(
         return None, None
     compiled: list[ColumnElement[bool] | None] = []
     failures: list[errors.ScimError] = []
-    for compile_ in (compile_filter, compile_group_filter):
+    for resource in (USER, GROUP):
         try:
-            compiled.append(compile_(filter_text))
+            compiled.append(compile_filter(resource, filter_text))
         except errors.InvalidFilter as exc:
             compiled.append(false())
             failures.append(exc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
@@ -37,9 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
+from gateway.scim.resources import uniqueness_error
 from gateway.scim.schema import UserInput
 from models.groups import Group, GroupMember
-from models.outbox import EventKind, ProvisioningEvent, event_insert, event_parameters
+from models.outbox import EVENT_INSERT, Actor, EventKind, event_insert, event_parameters
 from models.roles import role_change_events, role_statements
 from models.users import LiveUserCount, Role, User
 
@@ -61,7 +61,9 @@ _BASE_COLUMNS = (
     c.active,
     c.deleted_at,
     c.user_name,
+    c.user_name_key,
     c.email,
+    c.email_key,
     c.role,
 )
 _COLUMNS = (
@@ -75,7 +77,7 @@ _COLUMNS = (
                     func.jsonb_build_object(
                         "value", func.cast(Group.id, String), "display", Group.display_name
                     ),
-                    func.lower(Group.display_name),
+                    Group.display_name_key,
                 )
             ),
             text("'[]'::jsonb"),
@@ -88,17 +90,6 @@ _COLUMNS = (
     .scalar_subquery()
     .label("groups"),
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change, recorded on its provisioning event."""
-
-    tenant_id: uuid.UUID
-    credential_id: uuid.UUID | None
-    idp: str
-    user_agent: str | None
-    request_id: str | None
 
 
 def parse_scim_id(value: str) -> uuid.UUID | None:
@@ -138,17 +129,18 @@ def _not_found_detail() -> str:
 
 _LIVE_BY_USER_NAME = select(*_COLUMNS).where(
     c.tenant_id == bindparam("tenant_id"),
-    func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String)),
+    c.user_name_key == bindparam("user_name_key", type_=String),
     c.deleted_at.is_(None),
 )
 
 
 async def find_by_user_name(
-    conn: AsyncConnection, tenant_id: uuid.UUID, user_name: str
+    conn: AsyncConnection, tenant_id: uuid.UUID, user_name_key: str
 ) -> list[UserRow]:
-    """The live user with this userName (case-insensitively), if any: at most
-    one, by the unique index. The IdPs' per-user lookup (filters.user_name_equals)."""
-    parameters = {"tenant_id": tenant_id, "user_name": user_name}
+    """The live user whose folded userName is ``user_name_key`` (models/text.py),
+    if any: at most one, by the unique index. The IdPs' per-user lookup
+    (filters.user_name_equals)."""
+    parameters = {"tenant_id": tenant_id, "user_name_key": user_name_key}
     return list((await conn.execute(_LIVE_BY_USER_NAME, parameters)).all())
 
 
@@ -284,18 +276,18 @@ async def page_by_cursor(
 
 
 def _person_keys(*, by_email: bool) -> list[ColumnElement[bool]]:
-    """userName (and email) equal to the ``user_name`` (``email``) parameter,
-    with lower() on both sides, exactly as the unique indexes have it."""
-    keys = [func.lower(c.user_name) == func.lower(bindparam("user_name", type_=String))]
+    """The folded userName (and email) equal to the ``user_name_key``
+    (``email_key``) parameter, exactly as the unique indexes have it."""
+    keys = [c.user_name_key == bindparam("user_name_key", type_=String)]
     if by_email:
-        keys.append(func.lower(c.email) == func.lower(bindparam("email", type_=String)))
+        keys.append(c.email_key == bindparam("email_key", type_=String))
     return keys
 
 
 def _same_person(*, by_email: bool) -> Any:
     """The live and deleted users a create collides with or restores.
 
-    lower() in SQL on both sides, exactly as the unique indexes do. One
+    The folded keys, exactly as the unique indexes have them. One
     lookup per key and state, each an equality on exactly one index: live
     users' unique ones, deleted users' lookup ones. An OR of the keys (or of
     the states) lets the planner read the tenant's rows through another
@@ -420,8 +412,8 @@ async def create_if_new(
     statement = _CREATE_IF_NEW_BY_NAME_OR_EMAIL if columns["email"] else _CREATE_IF_NEW_BY_NAME
     parameters = {
         **_new_user_parameters(actor, data, columns, source),
-        "user_name": columns["user_name"],
-        "email": columns["email"],
+        "user_name_key": columns["user_name_key"],
+        "email_key": columns["email_key"],
     }
     return (await _execute_write(conn, statement, parameters)).first()
 
@@ -443,8 +435,8 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
             lookup,
             {
                 "tenant_id": actor.tenant_id,
-                "user_name": columns["user_name"],
-                "email": columns["email"],
+                "user_name_key": columns["user_name_key"],
+                "email_key": columns["email_key"],
             },
         )
     ).all()
@@ -489,8 +481,8 @@ def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow | N
     record, and the deleted one keeps its history and checkouts (README,
     "Re-hires").
     """
-    email = (columns["email"] or "").casefold()
-    same = [row for row in deleted if email and (row.email or "").casefold() == email]
+    email = columns["email_key"]
+    same = [row for row in deleted if email and row.email_key == email]
     return max(same, key=lambda row: row.deleted_at) if same else None
 
 
@@ -580,15 +572,7 @@ async def recompute_roles(
     await conn.execute(lock)
     changed = (await conn.execute(change)).all()
     if changed:
-        who = {
-            "actor_idp": actor.idp,
-            "actor_credential_id": actor.credential_id,
-            "actor_user_agent": actor.user_agent,
-            "request_id": actor.request_id,
-        }
-        await conn.execute(
-            insert(ProvisioningEvent), role_change_events(actor.tenant_id, changed, who)
-        )
+        await conn.execute(EVENT_INSERT, role_change_events(actor, changed))
     return len(changed)
 
 
@@ -609,22 +593,14 @@ async def _execute_write(
         result: CursorResult[Any] = await conn.execute(statement, parameters)
         return result
     except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
-        if "email" in constraint:
-            raise errors.Uniqueness(
-                "Another user in this workspace already has this email address (emails are "
-                "unique, case-insensitively)."
-            ) from None
-        if "username" in constraint:
-            raise errors.Uniqueness(
-                "Another user in this workspace already has this userName (userNames are "
-                "unique, case-insensitively)."
-            ) from None
-        raise
+        refused = uniqueness_error(exc)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def _conflict_detail(existing: UserRow, columns: dict[str, Any]) -> str:
-    if existing.user_name.lower() == columns["user_name"].lower():
+    if existing.user_name_key == columns["user_name_key"]:
         return (
             f"A user with userName {columns['user_name']!r} already exists in this workspace "
             f"(id {existing.scim_id}; userName is unique, case-insensitively). Look it up with "
@@ -646,14 +622,10 @@ def _event(
 ) -> dict[str, Any]:
     """The provisioning event a write carries (models.outbox.event_insert)."""
     return event_parameters(
-        tenant_id=actor.tenant_id,
+        actor,
+        kind,
+        changes,
         user_id=user_id,
-        kind=kind,
-        changes=changes,
-        actor_idp=actor.idp,
-        actor_credential_id=actor.credential_id,
-        actor_user_agent=actor.user_agent,
-        request_id=actor.request_id,
         ignored_attributes=data.ignored_attributes if data else None,
     )
 

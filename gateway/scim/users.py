@@ -38,6 +38,7 @@ from gateway.scim.render import (
     project,
     render_user,
 )
+from gateway.scim.resources import USER
 from gateway.scim.schema import ScimUser, parse_user
 
 # RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
@@ -129,12 +130,14 @@ async def _query(
     user_name = user_name_equals(filter_text) if filter_text else None
     if user_name is not None and first == 1 and limit > 0 and cursor is None and not sort_by:
         return await _lookup_by_user_name(request, user_name, attributes, excluded)
-    condition: ColumnElement[bool] | None = compile_filter(filter_text) if filter_text else None
+    condition: ColumnElement[bool] | None = (
+        compile_filter(USER, filter_text) if filter_text else None
+    )
     order_by: list[ColumnElement[Any]] = []
     if sort_by:
         if not isinstance(sort_by, str):
             raise errors.InvalidValue("'sortBy' must be an attribute name.")
-        expression = sort_expression(sort_by)
+        expression = sort_expression(USER, sort_by)
         descending = str(sort_order or "ascending").lower() == "descending"
         if str(sort_order or "ascending").lower() not in ("ascending", "descending"):
             raise errors.InvalidValue("'sortOrder' must be 'ascending' or 'descending'.")

@@ -22,8 +22,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from gateway.scim.attributes import user_filter_attributes
-from gateway.scim.group_filters import GROUP_FILTER_ATTRIBUTES
+from gateway.scim import resources
 from tests.conftest import user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -119,7 +118,7 @@ async def advertised(client: httpx2.AsyncClient, resource: str) -> list[dict[str
 async def attributes(client: httpx2.AsyncClient, resource: str) -> list[Attribute]:
     """Every filterable attribute (from the code) and every advertised one (from
     /Schemas), dotted and, for multi-valued complex attributes, as value filters."""
-    listed = user_filter_attributes() if resource == "User" else GROUP_FILTER_ATTRIBUTES
+    listed = (resources.USER if resource == "User" else resources.GROUP).filter_attributes
     filterable = {path.lower() for path in listed}
     result: dict[str, Attribute] = {}
 

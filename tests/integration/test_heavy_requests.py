@@ -173,8 +173,10 @@ def seed_large_groups(db: Engine, slug: str, groups: int, members: int) -> None:
         tenant = conn.execute(text("SELECT id FROM tenants WHERE slug = :s"), {"s": slug}).scalar()
         conn.execute(
             text(
-                "INSERT INTO users (id, tenant_id, scim_id, user_name, email, attributes)"
-                " SELECT gen_random_uuid(), :tenant, gen_random_uuid(), name, name, '{}'"
+                "INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email,"
+                " email_key, attributes)"
+                " SELECT gen_random_uuid(), :tenant, gen_random_uuid(), name, name, name, name,"
+                " '{}'"
                 " FROM (SELECT 'm' || n || '@heavy.test' AS name"
                 " FROM generate_series(1, :members) AS n) AS names"
             ),
@@ -182,8 +184,8 @@ def seed_large_groups(db: Engine, slug: str, groups: int, members: int) -> None:
         )
         conn.execute(
             text(
-                "INSERT INTO groups (id, tenant_id, display_name)"
-                " SELECT gen_random_uuid(), :tenant, 'Group ' || n"
+                "INSERT INTO groups (id, tenant_id, display_name, display_name_key)"
+                " SELECT gen_random_uuid(), :tenant, 'Group ' || n, 'group ' || n"
                 " FROM generate_series(1, :groups) AS n"
             ),
             {"tenant": tenant, "groups": groups},

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from gateway.scim.attributes import indexed_columns
 from gateway.scim.filters import compile_filter
+from gateway.scim.resources import USER
 from gateway.scim.schema import parse_user
 from models.tenants import Tenant
 from models.users import User
@@ -614,7 +615,7 @@ def two_thousand_users(db: Engine, tenant: TenantHandle) -> uuid.UUID:
 def plans(db: Engine, owner: uuid.UUID, scim_filter: str) -> list[str]:
     """EXPLAIN of the two statements store.search runs for a filter (count, then page)."""
     c = users.c
-    where = [c.tenant_id == owner, c.deleted_at.is_(None), compile_filter(scim_filter)]
+    where = [c.tenant_id == owner, c.deleted_at.is_(None), compile_filter(USER, scim_filter)]
     statements = [
         select(func.count()).select_from(users).where(*where),
         select(c.id, c.scim_id, c.attributes, c.version, c.created_at, c.updated_at)

@@ -23,9 +23,10 @@ SELECT coalesce(sum(live), 0) FROM tenant_live_users JOIN tenants ON tenants.id 
 WHERE tenants.slug = :slug
 """
 SEED = """
-INSERT INTO users (id, tenant_id, scim_id, user_name, email, email_values, active, source,
-                   attributes)
+INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email, email_key,
+                   email_values, active, source, attributes)
 SELECT gen_random_uuid(), tenants.id, gen_random_uuid(), 'seeded' || i || '@acme.test',
+       'seeded' || i || '@acme.test', 'seeded' || i || '@acme.test',
        'seeded' || i || '@acme.test', ARRAY['seeded' || i || '@acme.test'], true, 'manual',
        jsonb_build_object('userName', 'seeded' || i || '@acme.test')
 FROM tenants, generate_series(1, :n) AS i WHERE tenants.slug = :slug

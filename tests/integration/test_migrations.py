@@ -8,11 +8,22 @@ exercise and fails in production; ``alembic check`` compares the two.
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import subprocess
+import sys
+import uuid
 from importlib import resources
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+
+from gateway.scim.resources import USER
+from tests.conftest import throwaway_database
 
 
 def _config(database_url: str) -> Config:
@@ -32,3 +43,110 @@ def test_the_migrations_are_one_line_of_history(database_url: str) -> None:
     # Two heads (two branches each adding a migration) would make
     # `alembic upgrade head` refuse to run at deploy time.
     assert len(ScriptDirectory.from_config(_config(database_url)).get_heads()) == 1
+
+
+def _user_row(tenant: str, user_name: str, email: str | None, **document: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant_id": tenant,
+        "scim_id": str(uuid.uuid4()),
+        "user_name": user_name,
+        "email": email,
+        "attributes": json.dumps({"userName": user_name, **document}),
+    }
+
+
+def _at_0012_with(database_url: str, users: list[dict[str, Any]], groups: list[str]) -> str:
+    """A tenant with these users and groups, in a database at revision 0012."""
+    command.upgrade(_config(database_url), "0012")
+    tenant = str(uuid.uuid4())
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tenants (id, slug, name, plan) "
+                "VALUES (:id, 'acme', 'Acme', 'business')"
+            ),
+            {"id": tenant},
+        )
+        for user in users:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, tenant_id, scim_id, user_name, email, attributes) "
+                    "VALUES (:id, :tenant_id, :scim_id, :user_name, :email, "
+                    "CAST(:attributes AS jsonb))"
+                ),
+                {**user, "tenant_id": tenant},
+            )
+        for name in groups:
+            conn.execute(
+                text(
+                    "INSERT INTO groups (id, tenant_id, display_name) VALUES (:id, :tenant, :name)"
+                ),
+                {"id": str(uuid.uuid4()), "tenant": tenant, "name": name},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO role_mappings (tenant_id, group_key, group_name, role) "
+                "VALUES (:tenant, 'ΟΔΟΣ', 'ΟΔΟΣ', 'admin')"
+            ),
+            {"tenant": tenant},
+        )
+    engine.dispose()
+    return tenant
+
+
+def test_0013_folds_the_rows_already_stored() -> None:
+    with throwaway_database("simpleams_migration") as url:
+        row = _user_row(
+            "",
+            "ΟΔΥΣΣΕΥΣ@Acme.test",
+            "Straße@Acme.test",
+            displayName="ΟΔΥΣΣΕΥΣ",
+            externalId="AbC",
+            emails=[{"value": "Straße@Acme.test", "primary": True}],
+        )
+        _at_0012_with(url, [row], ["Σύλλογος"])
+        command.upgrade(_config(url), "head")
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            user = conn.execute(text("SELECT * FROM users")).one()
+            group = conn.execute(text("SELECT display_name_key FROM groups")).scalar_one()
+            mapping = conn.execute(text("SELECT group_key FROM role_mappings")).scalar_one()
+        engine.dispose()
+    assert user.user_name_key == "οδυσσευσ@acme.test"
+    assert user.email_key == "strasse@acme.test"
+    assert user.email_values == ["strasse@acme.test"]
+    # caseExact=true text (externalId) is kept as it is in the folded document.
+    assert user.folded["displayName"] == "οδυσσευσ" and user.folded["externalId"] == "AbC"
+    assert group == "σύλλογοσ" and mapping == "οδοσ"
+
+
+def test_0013_names_the_rows_that_fold_to_one_name_and_changes_nothing() -> None:
+    """As an operator meets it: `simpleams migrate` stops, names the rows, and
+    leaves the database at 0012."""
+    with throwaway_database("simpleams_migration") as url:
+        one, two = _user_row("", "STRASSE", None), _user_row("", "straße", None)
+        _at_0012_with(url, [one, two], [])
+        refused = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "migrate"],
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        engine.dispose()
+    assert refused.returncode != 0
+    assert "equal under Unicode case folding" in refused.stderr
+    assert one["id"] in refused.stderr and two["id"] in refused.stderr
+    assert revision == "0012"
+
+
+def test_the_folding_paths_frozen_in_0013_are_the_schema_s() -> None:
+    """0013 folded existing documents with the caseExact paths of the schema of
+    its day; new writes fold with the schema's own (gateway/scim/resources.py)."""
+    migration = importlib.import_module("models.migrations.versions.0013_folded_text_keys")
+    assert USER.case_exact == migration.USER_CASE_EXACT

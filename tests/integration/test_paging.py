@@ -592,11 +592,11 @@ async def test_openapi_documents_the_cursor(anonymous: httpx2.AsyncClient) -> No
 # --- 7. query plans at depth ----------------------------------------------------------------
 
 SEED = """
-INSERT INTO users (id, tenant_id, scim_id, user_name, external_id, email, email_values,
-                   display_name, given_name, family_name, active, source, attributes,
-                   created_at, updated_at)
-SELECT gen_random_uuid(), :tenant_id, gen_random_uuid(), u.name, 'ext-' || i, u.name,
-       ARRAY[u.name], 'Person ' || i, 'Person', 'Example', true, 'okta',
+INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, external_id, email,
+                   email_key, email_values, display_name, given_name, family_name, active,
+                   source, attributes, created_at, updated_at)
+SELECT gen_random_uuid(), :tenant_id, gen_random_uuid(), u.name, u.name, 'ext-' || i, u.name,
+       u.name, ARRAY[u.name], 'Person ' || i, 'Person', 'Example', true, 'okta',
        jsonb_build_object(
            'schemas', jsonb_build_array('urn:ietf:params:scim:schemas:core:2.0:User'),
            'userName', u.name, 'externalId', 'ext-' || i, 'active', true,

@@ -31,9 +31,10 @@ from tests.conftest import make_tenant, throwaway_database, user_body
 from tests.integration.pipeline import wait_for
 
 SEED = """
-INSERT INTO users (id, tenant_id, scim_id, user_name, email, email_values, active, source,
-                   attributes, created_at)
+INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email, email_key,
+                   email_values, active, source, attributes, created_at)
 SELECT gen_random_uuid(), :tenant_id, gen_random_uuid(), 'grown' || i || '@acme.test',
+       'grown' || i || '@acme.test', 'grown' || i || '@acme.test',
        'grown' || i || '@acme.test', ARRAY['grown' || i || '@acme.test'], true, 'okta',
        jsonb_build_object('userName', 'grown' || i || '@acme.test'), now()
 FROM generate_series(1, :n) AS i

@@ -19,9 +19,11 @@ from models.users import STAFF_SORT_KEY, User
 from tests.conftest import TenantHandle, make_tenant
 
 SEED = """
-INSERT INTO users (id, tenant_id, scim_id, user_name, email, email_values, display_name,
-                   given_name, family_name, department, active, deleted_at, source)
+INSERT INTO users (id, tenant_id, scim_id, user_name, user_name_key, email, email_key,
+                   email_values, display_name, given_name, family_name, department, active,
+                   deleted_at, source)
 SELECT gen_random_uuid(), :tenant_id, gen_random_uuid(), :prefix || i || '@example.test',
+       :prefix || i || '@example.test', :prefix || i || '@example.test',
        :prefix || i || '@example.test', ARRAY[:prefix || i || '@example.test'],
        'Given' || i || ' Family' || (i % 977), 'Given' || i, 'Family' || (i % 977),
        'Dept ' || (i % 40), i % 10 <> 0, CASE WHEN i % 100 = 0 THEN now() END, 'okta'

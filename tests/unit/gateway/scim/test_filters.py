@@ -8,18 +8,21 @@ from sqlalchemy.dialects import postgresql
 
 from gateway.scim import errors
 from gateway.scim.filters import MAX_FILTER_LENGTH, compile_filter
+from gateway.scim.resources import USER
 
 
 def sql(text: str) -> str:
     return str(
-        compile_filter(text).compile(
+        compile_filter(USER, text).compile(
             dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
         )
     )
 
 
-def test_username_eq_compares_lowercased_for_the_expression_index() -> None:
-    assert "lower(users.user_name) = lower('Bob')" in sql('userName eq "Bob"')
+def test_username_eq_compares_the_folded_key_of_the_unique_index() -> None:
+    assert sql('userName eq "Bob"') == "users.user_name_key = 'bob'"
+    # Full folding (models/text.py), not lower(): ß is ss, a final sigma is a medial one.
+    assert sql('userName eq "STRAẞE ΟΔΟΣ"') == "users.user_name_key = 'strasse οδοσ'"
 
 
 def test_emails_eq_uses_the_gin_array() -> None:
@@ -28,7 +31,7 @@ def test_emails_eq_uses_the_gin_array() -> None:
 
 
 def test_like_metacharacters_are_escaped() -> None:
-    compiled = compile_filter('title co "50%_off\\\\"').compile(dialect=postgresql.dialect())
+    compiled = compile_filter(USER, 'title co "50%_off\\\\"').compile(dialect=postgresql.dialect())
     assert "ESCAPE" in str(compiled)
     assert "%50\\%\\_off\\\\%" in compiled.params.values()
 
@@ -43,9 +46,9 @@ def test_an_id_that_is_not_ours_matches_nothing_without_a_cast() -> None:
 )
 def test_bad_filters_are_invalid_filter(text: str) -> None:
     with pytest.raises(errors.InvalidFilter):
-        compile_filter(text)
+        compile_filter(USER, text)
 
 
 def test_overlong_filters_are_refused_before_parsing() -> None:
     with pytest.raises(errors.InvalidFilter, match="longer than"):
-        compile_filter('userName eq "' + "x" * MAX_FILTER_LENGTH + '"')
+        compile_filter(USER, 'userName eq "' + "x" * MAX_FILTER_LENGTH + '"')

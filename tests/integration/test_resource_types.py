@@ -1,0 +1,124 @@
+"""What Users and Groups share, tested once over both resource types: one
+filter compiler, one case folding, one set of limits (gateway/scim/resources.py).
+
+Each case names the attribute it filters on for each type: a column with a
+folded key (userName, a group's displayName) and, for users, a text attribute
+kept in the folded document (displayName).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+import pytest
+
+from tests.conftest import user_body
+
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+@dataclass(frozen=True)
+class Kind:
+    endpoint: str
+    attribute: str  # a caseExact=false text attribute a filter names
+
+    def body(self, name: str) -> dict[str, Any]:
+        if self.endpoint == "/Groups":
+            return {"schemas": [GROUP], "displayName": name}
+        # A userName must be an identifier; the name under test goes where the
+        # attribute is (userName itself, or displayName).
+        user_name = name if self.attribute == "userName" else f"u{abs(hash(name))}@acme.test"
+        return user_body(user_name, displayName=name, emails=[])
+
+    async def create(self, client: httpx2.AsyncClient, name: str) -> str:
+        response = await client.post(self.endpoint, json=self.body(name))
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def find(self, client: httpx2.AsyncClient, scim_filter: str) -> list[str]:
+        response = await client.get(f"{self.endpoint}?filter={quote(scim_filter)}")
+        assert response.status_code == 200, response.text
+        return [resource["id"] for resource in response.json()["Resources"]]
+
+
+KINDS = [
+    pytest.param(Kind("/Users", "userName"), id="User.userName"),
+    pytest.param(Kind("/Users", "displayName"), id="User.displayName"),
+    pytest.param(Kind("/Groups", "displayName"), id="Group.displayName"),
+]
+
+# Upper-case Greek ends in a capital sigma: Python's lower() makes it a final
+# sigma, PostgreSQL's lower() a medial one. Folding makes both the medial one.
+GREEK = "ΟΔΥΣΣΕΥΣ"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        pytest.param(GREEK, GREEK, id="greek-as-stored"),
+        pytest.param(GREEK, "οδυσσευς", id="greek-final-sigma"),
+        pytest.param("Straße", "STRASSE", id="sharp-s"),
+        pytest.param(unicodedata.normalize("NFD", "Zoë Müller"), "ZOË MÜLLER", id="nfd-stored"),
+        pytest.param("Zoë Müller", unicodedata.normalize("NFD", "zoë müller"), id="nfd-asked"),
+    ],
+)
+async def test_a_name_is_found_whatever_its_case_and_normal_form(
+    client: httpx2.AsyncClient, kind: Kind, stored: str, asked: str
+) -> None:
+    wanted = await kind.create(client, stored)
+    await kind.create(client, "Someone Else")
+    folded_prefix = asked[: len(asked) // 2]
+    for scim_filter in (
+        f'{kind.attribute} eq "{asked}"',
+        f'{kind.attribute} sw "{folded_prefix}"',
+        f'{kind.attribute} co "{asked[1:-1]}"',
+        f'{kind.attribute} ew "{asked[1:]}"',
+    ):
+        assert await kind.find(client, scim_filter) == [wanted], scim_filter
+    assert await kind.find(client, f'{kind.attribute} ne "{asked}"') != []
+    assert wanted not in await kind.find(client, f'{kind.attribute} ne "{asked}"')
+
+
+@pytest.mark.parametrize("kind", [KINDS[0], KINDS[2]])
+async def test_names_equal_once_folded_are_one_name(client: httpx2.AsyncClient, kind: Kind) -> None:
+    """Uniqueness folds as filters do: a second "STRASSE" beside "Straße" is a 409."""
+    name = "Straße" if kind.endpoint == "/Groups" else "straße@acme.test"
+    await kind.create(client, name)
+    again = await client.post(kind.endpoint, json=kind.body(name.upper()))
+    assert again.status_code == 409, again.text
+    assert again.json()["scimType"] == "uniqueness"
+
+
+@pytest.mark.parametrize("endpoint", ["/Users", "/Groups"])
+async def test_a_filter_nested_too_deep_is_refused_on_every_type(
+    client: httpx2.AsyncClient, endpoint: str
+) -> None:
+    attribute = "userName" if endpoint == "/Users" else "displayName"
+    deep = "(" * 40 + f'{attribute} eq "x"' + ")" * 40
+    response = await client.get(f"{endpoint}?filter={quote(deep)}")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["schemas"] == [ERROR] and body["scimType"] == "invalidFilter"
+    assert "nests parentheses more than 32 deep" in body["detail"]
+
+
+async def test_a_users_groups_are_filterable(client: httpx2.AsyncClient) -> None:
+    """The read-only groups attribute (RFC 7643 §4.1.2) comes from the membership
+    table; a filter on it reads the same place."""
+    member = await Kind("/Users", "userName").create(client, "ana@acme.test")
+    await Kind("/Users", "userName").create(client, "ben@acme.test")
+    group = await client.post(
+        "/Groups",
+        json={"schemas": [GROUP], "displayName": "Σύλλογος", "members": [{"value": member}]},
+    )
+    assert group.status_code == 201, group.text
+    users = Kind("/Users", "userName")
+    assert await users.find(client, f'groups eq "{group.json()["id"]}"') == [member]
+    assert await users.find(client, 'groups[display eq "ΣΎΛΛΟΓΟΣ"]') == [member]
+    assert await users.find(client, "groups pr") == [member]
