@@ -1,7 +1,11 @@
 """Discovery (RFC 7644 §4): what we advertise is exactly what works.
 
-Two resource types, User and Group. Password changes are never supported
-(SimpleAMS users sign in through SSO), so they are advertised as unsupported.
+/ResourceTypes and /Schemas are derived from the resource type descriptors
+(gateway/scim/resources.py), as the OpenAPI description is
+(gateway/scim/openapi.py): one document per descriptor in ``RESOURCE_TYPES``,
+its schemas those of its scim2-models class and extensions. Password changes
+are never supported (SimpleAMS users sign in through SSO), so they are
+advertised as unsupported.
 """
 
 from __future__ import annotations
@@ -9,19 +13,32 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from scim2_models import Context, Group, ResourceType, ServiceProviderConfig
+from scim2_models import Context, ServiceProviderConfig
+from scim2_models import ResourceType as ScimResourceType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.scim import errors
 from gateway.scim.bulk import MAX_OPERATIONS
-from gateway.scim.group_requests import GROUP_URN
 from gateway.scim.http import base_url, scim_json
 from gateway.scim.limits import MAX_PATCH_OPERATIONS, MAX_PATCH_VALUES, MAX_VALUES
 from gateway.scim.render import list_response
-from gateway.scim.schema import CORE_USER_URN, ENTERPRISE_URN, EnterpriseUser, ScimUser
+from gateway.scim.resources import GROUP, RESOURCE_TYPES, USER, ResourceType
 from gateway.scim.users import DEFAULT_COUNT, MAX_RESULTS
+
+# The resource types served, in the order /ResourceTypes and the OpenAPI paths list them.
+_BY_NAME = {resource.name: resource for resource in RESOURCE_TYPES}
+
+# What /ResourceTypes/{name} says a resource type is, for an admin reading it.
+_DESCRIPTIONS = {
+    USER: "SimpleAMS staff member.",
+    GROUP: "An identity provider group (Okta Push Groups, Entra groups)",
+}
+# The types whose PATCHes and multi-valued attributes gateway/scim/limits.py
+# bounds; the bounds are advertised in their resource type and schemas. Group
+# membership is stored and patched separately and is not bounded.
+_BOUNDED = frozenset({USER})
 
 DOCUMENTATION = "https://simpleams.co.uk/help/scim"
 
@@ -70,11 +87,12 @@ def _service_provider_config(max_payload_size: int) -> dict[str, Any]:
 @cache
 def _schemas() -> dict[str, dict[str, Any]]:
     schemas = {}
-    for model in (ScimUser, EnterpriseUser, Group):
-        schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-        if model is not Group:  # group members are not bounded (gateway/scim/limits.py)
-            _advertise_value_limit(schema)
-        schemas[schema["id"]] = schema
+    for resource in RESOURCE_TYPES:
+        for model in (resource.model, *resource.extensions):
+            schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+            if resource in _BOUNDED:
+                _advertise_value_limit(schema)
+            schemas[schema["id"]] = schema
     return schemas
 
 
@@ -88,38 +106,29 @@ def _advertise_value_limit(schema: dict[str, Any]) -> None:
             attribute["description"] = f"{described} {limit}".strip()
 
 
-def _user_resource_type() -> dict[str, Any]:
-    resource_type = ResourceType.model_validate(
+@cache
+def _resource_type_document(resource: ResourceType) -> dict[str, Any]:
+    """The RFC 7643 §6 document of one resource type, without its meta."""
+    description = _DESCRIPTIONS[resource]
+    if resource in _BOUNDED:
+        description += (
+            f" A PATCH holds at most {MAX_PATCH_OPERATIONS} operations carrying at most "
+            f"{MAX_PATCH_VALUES} values of multi-valued attributes."
+        )
+    document = ScimResourceType.model_validate(
         {
-            "id": "User",
-            "name": "User",
-            "description": (
-                f"SimpleAMS staff member. A PATCH holds at most {MAX_PATCH_OPERATIONS} "
-                f"operations carrying at most {MAX_PATCH_VALUES} values of multi-valued "
-                "attributes."
-            ),
-            "endpoint": "/Users",
-            "schema": CORE_USER_URN,
-            "schemaExtensions": [{"schema": ENTERPRISE_URN, "required": False}],
+            "id": resource.name,
+            "name": resource.name,
+            "description": description,
+            "endpoint": resource.endpoint,
+            "schema": resource.schema,
+            "schemaExtensions": [
+                {"schema": str(extension.__schema__), "required": False}
+                for extension in resource.extensions
+            ],
         }
     )
-    return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-
-
-def _group_resource_type() -> dict[str, Any]:
-    resource_type = ResourceType.model_validate(
-        {
-            "id": "Group",
-            "name": "Group",
-            "description": "An identity provider group (Okta Push Groups, Entra groups)",
-            "endpoint": "/Groups",
-            "schema": GROUP_URN,
-        }
-    )
-    return resource_type.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-
-
-RESOURCE_TYPES = {"User": _user_resource_type, "Group": _group_resource_type}
+    return document.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
 
 def _with_meta(resource: dict[str, Any], resource_type: str, location: str) -> dict[str, Any]:
@@ -133,21 +142,22 @@ async def service_provider_config(request: Request) -> Response:
 
 
 async def resource_types(request: Request) -> Response:
-    resources = [_resource_type(request, name) for name in RESOURCE_TYPES]
+    resources = [_resource_type(request, resource) for resource in RESOURCE_TYPES]
     return scim_json(list_response(resources, len(resources), 1))
 
 
 async def resource_type(request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in RESOURCE_TYPES:
-        raise errors.NotFound(f"No resource type {name!r}; this service serves 'User' and 'Group'.")
-    return scim_json(_resource_type(request, name))
+    resource = _BY_NAME.get(name)
+    if resource is None:
+        served = " and ".join(repr(r.name) for r in RESOURCE_TYPES)
+        raise errors.NotFound(f"No resource type {name!r}; this service serves {served}.")
+    return scim_json(_resource_type(request, resource))
 
 
-def _resource_type(request: Request, name: str) -> dict[str, Any]:
-    return _with_meta(
-        RESOURCE_TYPES[name](), "ResourceType", f"{base_url(request)}/ResourceTypes/{name}"
-    )
+def _resource_type(request: Request, resource: ResourceType) -> dict[str, Any]:
+    url = f"{base_url(request)}/ResourceTypes/{resource.name}"
+    return _with_meta(_resource_type_document(resource), "ResourceType", url)
 
 
 async def schemas(request: Request) -> Response:

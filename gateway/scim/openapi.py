@@ -4,15 +4,23 @@ For people wiring an IdP or writing a client, and for schemathesis, which
 fuzzes the gateway against it in the test suite. It describes what the
 gateway accepts and answers; RFC 7643/7644 and /Schemas remain the
 authority on attribute semantics.
+
+The paths of the resource types come from the same descriptors as
+/ResourceTypes (gateway/scim/discovery.py ``RESOURCE_TYPES``): one set of
+path items per type (:func:`resource_paths`), naming the schema components
+after the type (``User`` for requests, ``UserResource`` for answers).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from gateway.scim.resources import GROUP, RESOURCE_TYPES, USER, ResourceType
 
 SCIM = "application/scim+json"
 
@@ -249,73 +257,113 @@ _SCHEMAS["Group"] = {
     },
 }
 _SCHEMAS["GroupResource"] = {**_SCHEMAS["Group"], "required": ["schemas", "id"]}
-_GROUP_LIST_PARAMETERS = [
-    p for p in _LIST_PARAMETERS if p["name"] in ("filter", "startIndex", "count")
-]
 
 
-def _group_paths() -> dict[str, Any]:
-    group = {"description": "The group", "content": {SCIM: {"schema": _ref("GroupResource")}}}
-    listing = {
-        "description": "A page of groups",
-        "content": {SCIM: {"schema": _ref("ListResponse")}},
+@dataclass(frozen=True)
+class _Endpoints:
+    """What one resource type's endpoints answer beyond what every type's do.
+
+    :param conflict: the 409 of a create, replace or patch.
+    :param list_parameters: the query parameters of ``_LIST_PARAMETERS`` its
+        listing takes (users page by cursor and sort; groups do neither).
+    :param patch_204: whether a PATCH may answer 204 (groups: membership
+        changes without a projection); a user's PATCH always answers 200.
+    :param deleted: the description of a DELETE's 204.
+    """
+
+    conflict: str
+    list_parameters: tuple[str, ...] = ("filter", "startIndex", "count")
+    patch_204: bool = True
+    deleted: str = "Deleted"
+
+
+_ENDPOINTS = {
+    USER: _Endpoints(
+        conflict="userName or email taken",
+        list_parameters=("filter", "startIndex", "cursor", "count", "sortBy", "sortOrder"),
+        patch_204=False,
+        deleted="Deleted (soft-deactivated in SimpleAMS)",
+    ),
+    GROUP: _Endpoints(conflict="displayName taken"),
+}
+
+
+def _listing(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {SCIM: {"schema": _ref("ListResponse")}}}
+
+
+def resource_paths(resource: ResourceType) -> dict[str, Any]:
+    """The path items of one resource type: its endpoint, .search and /{id}.
+
+    Requests carry the schema component named after the type (``User``),
+    answers the one that may leave out what a projection excluded (``UserResource``).
+    """
+    endpoints = _ENDPOINTS[resource]
+    noun = resource.name.lower()
+    one = {
+        "description": f"The {noun}",
+        "content": {SCIM: {"schema": _ref(f"{resource.name}Resource")}},
     }
+    listing = _listing(f"A page of {noun}s")
+    body = {"required": True, "content": _content(_ref(resource.name))}
+    missing = {"404": _error(f"No such {noun}")}
+    unmatched = {"412": _error("If-Match did not match")}
     changed = {
-        "404": _error("No such group"),
-        "409": _error("displayName taken"),
-        "412": _error("If-Match did not match"),
+        **missing,
+        "409": _error(endpoints.conflict),
+        **unmatched,
         **_ERRORS,
         **_WRITE_ERRORS,
     }
+    applied = {"204": {"description": "Applied (no projection asked for)"}}
     return {
-        "/Groups": {
+        resource.endpoint: {
             "get": {
-                "parameters": _GROUP_LIST_PARAMETERS + _PROJECTION,
+                "parameters": [
+                    *(p for p in _LIST_PARAMETERS if p["name"] in endpoints.list_parameters),
+                    *_PROJECTION,
+                ],
                 "responses": {"200": listing, **_ERRORS},
             },
             "post": {
                 "parameters": _PROJECTION,
-                "requestBody": {"required": True, "content": _content(_ref("Group"))},
+                "requestBody": body,
                 "responses": {
-                    "201": group,
-                    "409": _error("displayName taken"),
+                    "201": one,
+                    "409": _error(endpoints.conflict),
                     **_ERRORS,
                     **_WRITE_ERRORS,
                 },
             },
         },
-        "/Groups/.search": {
+        f"{resource.endpoint}/.search": {
             "post": {
                 "requestBody": {"required": True, "content": _content(_ref("SearchRequest"))},
                 "responses": {"200": listing, **_ERRORS, **_WRITE_ERRORS},
             }
         },
-        "/Groups/{id}": {
+        f"{resource.endpoint}/{{id}}": {
             "parameters": [_ID],
             "get": {
                 "parameters": _PROJECTION,
-                "responses": {"200": group, "404": _error("No such group"), **_ERRORS},
+                "responses": {"200": one, **missing, **_ERRORS},
             },
             "put": {
                 "parameters": [*_PROJECTION, _IF_MATCH],
-                "requestBody": {"required": True, "content": _content(_ref("Group"))},
-                "responses": {"200": group, **changed},
+                "requestBody": body,
+                "responses": {"200": one, **changed},
             },
             "patch": {
                 "parameters": [*_PROJECTION, _IF_MATCH],
                 "requestBody": {"required": True, "content": _content(_ref("PatchOp"))},
-                "responses": {
-                    "200": group,
-                    "204": {"description": "Applied (no projection asked for)"},
-                    **changed,
-                },
+                "responses": {"200": one, **(applied if endpoints.patch_204 else {}), **changed},
             },
             "delete": {
                 "parameters": [_IF_MATCH],
                 "responses": {
-                    "204": {"description": "Deleted"},
-                    "404": _error("No such group"),
-                    "412": _error("If-Match did not match"),
+                    "204": {"description": endpoints.deleted},
+                    **missing,
+                    **unmatched,
                     **_ERRORS,
                 },
             },
@@ -325,84 +373,20 @@ def _group_paths() -> dict[str, Any]:
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    user = {"description": "The user", "content": {SCIM: {"schema": _ref("UserResource")}}}
-    listing = {
-        "description": "A page of users",
-        "content": {SCIM: {"schema": _ref("ListResponse")}},
-    }
     discovery = {
         "description": "Discovery document",
         "content": {SCIM: {"schema": {"type": "object"}}},
     }
+    paths: dict[str, Any] = {}
+    for resource in RESOURCE_TYPES:
+        paths |= resource_paths(resource)
     return {
         "openapi": "3.0.3",
         "info": {"title": "SimpleAMS SCIM 2.0 API", "version": "2.0"},
         "servers": [{"url": "/scim/v2"}],
         "security": [{"bearer": []}],
         "paths": {
-            "/Users": {
-                "get": {
-                    "parameters": _LIST_PARAMETERS + _PROJECTION,
-                    "responses": {"200": listing, **_ERRORS},
-                },
-                "post": {
-                    "parameters": _PROJECTION,
-                    "requestBody": {"required": True, "content": _content(_ref("User"))},
-                    "responses": {
-                        "201": user,
-                        "409": _error("userName or email taken"),
-                        **_ERRORS,
-                        **_WRITE_ERRORS,
-                    },
-                },
-            },
-            "/Users/.search": {
-                "post": {
-                    "requestBody": {"required": True, "content": _content(_ref("SearchRequest"))},
-                    "responses": {"200": listing, **_ERRORS, **_WRITE_ERRORS},
-                }
-            },
-            "/Users/{id}": {
-                "parameters": [_ID],
-                "get": {
-                    "parameters": _PROJECTION,
-                    "responses": {"200": user, "404": _error("No such user"), **_ERRORS},
-                },
-                "put": {
-                    "parameters": [*_PROJECTION, _IF_MATCH],
-                    "requestBody": {"required": True, "content": _content(_ref("User"))},
-                    "responses": {
-                        "200": user,
-                        "404": _error("No such user"),
-                        "409": _error("Taken"),
-                        "412": _error("If-Match did not match"),
-                        **_ERRORS,
-                        **_WRITE_ERRORS,
-                    },
-                },
-                "patch": {
-                    "parameters": [*_PROJECTION, _IF_MATCH],
-                    "requestBody": {"required": True, "content": _content(_ref("PatchOp"))},
-                    "responses": {
-                        "200": user,
-                        "404": _error("No such user"),
-                        "409": _error("Taken"),
-                        "412": _error("If-Match did not match"),
-                        **_ERRORS,
-                        **_WRITE_ERRORS,
-                    },
-                },
-                "delete": {
-                    "parameters": [_IF_MATCH],
-                    "responses": {
-                        "204": {"description": "Deleted (soft-deactivated in SimpleAMS)"},
-                        "404": _error("No such user"),
-                        "412": _error("If-Match did not match"),
-                        **_ERRORS,
-                    },
-                },
-            },
-            **_group_paths(),
+            **paths,
             "/Bulk": {
                 "post": {
                     "requestBody": {"required": True, "content": _content(_ref("BulkRequest"))},
@@ -417,8 +401,10 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/ServiceProviderConfig": {"get": {"responses": {"200": discovery, **_ERRORS}}},
-            "/ResourceTypes": {"get": {"responses": {"200": listing, **_ERRORS}}},
-            "/Schemas": {"get": {"responses": {"200": listing, **_ERRORS}}},
+            "/ResourceTypes": {
+                "get": {"responses": {"200": _listing("The resource types"), **_ERRORS}}
+            },
+            "/Schemas": {"get": {"responses": {"200": _listing("The schemas"), **_ERRORS}}},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

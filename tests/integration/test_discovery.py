@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import httpx2
+import pytest
+
+from gateway.scim import resources
+from gateway.scim.resources import ResourceType
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+SCIM = "application/scim+json"
 
 
 async def test_service_provider_config_tells_the_truth(client: httpx2.AsyncClient) -> None:
@@ -53,3 +58,73 @@ async def test_resource_types_and_schemas(client: httpx2.AsyncClient) -> None:
     user_name = next(a for a in core["attributes"] if a["name"] == "userName")
     assert user_name["uniqueness"] == "server" and user_name["caseExact"] is False
     assert (await client.get("/Schemas/urn:nope")).status_code == 404
+
+
+# Every descriptor gateway/scim/resources.py defines, whether or not discovery lists it.
+DESCRIPTORS = [
+    pytest.param(value, id=value.name)
+    for value in vars(resources).values()
+    if isinstance(value, ResourceType)
+]
+
+
+@pytest.mark.parametrize("resource", DESCRIPTORS)
+async def test_every_resource_type_is_discovered_and_described(
+    client: httpx2.AsyncClient, resource: ResourceType
+) -> None:
+    response = await client.get(f"/ResourceTypes/{resource.name}")
+    assert response.status_code == 200, f"/ResourceTypes does not serve {resource.name}"
+    served = response.json()
+    assert (served["id"], served["name"], served["endpoint"], served["schema"]) == (
+        resource.name,
+        resource.name,
+        resource.endpoint,
+        resource.schema,
+    )
+    extensions = [str(extension.__schema__) for extension in resource.extensions]
+    assert [e["schema"] for e in served.get("schemaExtensions", [])] == extensions
+    listed = (await client.get("/ResourceTypes")).json()["Resources"]
+    assert served in listed
+    schemas = (await client.get("/Schemas")).json()["Resources"]
+    assert {resource.schema, *extensions} <= {s["id"] for s in schemas}
+
+    spec = (await client.get("/openapi.json")).json()
+    paths, components = spec["paths"], spec["components"]["schemas"]
+    endpoint = resource.endpoint
+    assert endpoint in paths, f"openapi.json does not describe {endpoint}"
+    assert set(paths[endpoint]) == {"get", "post"}
+    assert set(paths[f"{endpoint}/.search"]) == {"post"}
+    assert set(paths[f"{endpoint}/{{id}}"]) == {"parameters", "get", "put", "patch", "delete"}
+    created = paths[endpoint]["post"]
+    assert created["requestBody"]["content"][SCIM]["schema"]["$ref"].endswith(f"/{resource.name}")
+    answer = created["responses"]["201"]["content"][SCIM]["schema"]["$ref"]
+    assert answer == f"#/components/schemas/{resource.name}Resource"
+    assert {resource.name, f"{resource.name}Resource"} <= set(components)
+
+
+async def test_only_users_page_by_cursor_and_sort(client: httpx2.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def listed(endpoint: str) -> list[str]:
+        return [p["name"] for p in paths[endpoint]["get"]["parameters"]]
+
+    assert listed("/Users") == [
+        "filter",
+        "startIndex",
+        "cursor",
+        "count",
+        "sortBy",
+        "sortOrder",
+        "attributes",
+        "excludedAttributes",
+    ]
+    assert listed("/Groups") == [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ]
+    # A group's membership PATCH may answer 204; a user's always answers 200.
+    assert "204" in paths["/Groups/{id}"]["patch"]["responses"]
+    assert "204" not in paths["/Users/{id}"]["patch"]["responses"]
