@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -22,7 +21,7 @@ from starlette.routing import Route
 from gateway.db import reading, writing
 from gateway.scim import errors, group_store, store
 from gateway.scim.filters import compile_filter
-from gateway.scim.group_requests import GROUP_URN, Members, parse_group, parse_group_patch
+from gateway.scim.group_requests import Members, parse_group, parse_group_patch
 from gateway.scim.http import (
     actor,
     base_url,
@@ -33,7 +32,7 @@ from gateway.scim.http import (
     read_json,
     scim_json,
 )
-from gateway.scim.render import _timestamp, etag, list_response
+from gateway.scim.render import Projection, etag, list_response, render_group
 from gateway.scim.resources import GROUP
 from models.outbox import EventKind
 
@@ -43,71 +42,13 @@ MAX_START_INDEX = 2**31 - 1
 ALWAYS_RETURNED = frozenset({"id", "schemas"})
 
 
-class Projection:
-    """RFC 7644 §3.9 ``attributes`` / ``excludedAttributes`` on groups."""
-
-    def __init__(self, attributes: Any, excluded: Any) -> None:
-        self.given = bool(attributes or excluded)
-        self.attributes = _names(attributes, "attributes")
-        self.excluded = _names(excluded, "excludedAttributes") or set()
-
-    @property
-    def wants_members(self) -> bool:
-        if "members" in self.excluded:
-            return False
-        return self.attributes is None or "members" in self.attributes
-
-    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
-        if self.attributes is not None:
-            keep = self.attributes | ALWAYS_RETURNED
-            resource = {key: value for key, value in resource.items() if key.lower() in keep}
-        return {
-            key: value
-            for key, value in resource.items()
-            if key.lower() not in self.excluded or key.lower() in ALWAYS_RETURNED
-        }
-
-
-def _names(raw: Any, parameter: str) -> set[str] | None:
-    if raw is None or raw == "" or raw == []:
-        return None
-    items = raw if isinstance(raw, list) else str(raw).split(",")
-    names = set()
-    for item in items:
-        if not isinstance(item, str):
-            raise errors.InvalidValue(f"'{parameter}' must list attribute names.")
-        name = item.strip()
-        if name.lower().startswith(GROUP_URN.lower() + ":"):
-            name = name[len(GROUP_URN) + 1 :]
-        names.add(name.split(".")[0].lower())
-    return names
-
-
-def render_group(row: Any, members: orjson.Fragment | None, url: str) -> dict[str, Any]:
-    """A group as SCIM JSON; ``members`` comes rendered (group_store.members_json)."""
-    resource: dict[str, Any] = {"schemas": [GROUP_URN], "id": str(row.id)}
-    if row.external_id is not None:
-        resource["externalId"] = row.external_id
-    resource["displayName"] = row.display_name
-    if members is not None:
-        resource["members"] = members
-    resource["meta"] = {
-        "resourceType": "Group",
-        "created": _timestamp(row.created_at),
-        "lastModified": _timestamp(row.updated_at),
-        "location": f"{url}/Groups/{row.id}",
-        "version": etag(row.version),
-    }
-    return resource
-
-
 async def _single(
     conn: AsyncConnection, row: Any, request: Request, projection: Projection, status: int = 200
 ) -> Response:
     url = base_url(request)
     members = (
         (await group_store.members_json(conn, [row.id], url))[row.id]
-        if projection.wants_members
+        if projection.wants("members")
         else None
     )
     resource = render_group(row, members, url)
@@ -119,7 +60,7 @@ async def _single(
 
 def _projection_of(request: Request) -> Projection:
     params = request.query_params
-    return Projection(params.get("attributes"), params.get("excludedAttributes"))
+    return Projection(GROUP, params.get("attributes"), params.get("excludedAttributes"))
 
 
 async def list_groups(request: Request) -> Response:
@@ -141,7 +82,7 @@ async def search_groups(request: Request) -> Response:
     filter_text = body.get("filter")
     if filter_text is not None and not isinstance(filter_text, str):
         raise errors.InvalidFilter("'filter' must be a string.")
-    projection = Projection(body.get("attributes"), body.get("excludedAttributes"))
+    projection = Projection(GROUP, body.get("attributes"), body.get("excludedAttributes"))
     return await _query(request, filter_text, body.get("startIndex"), body.get("count"), projection)
 
 
@@ -160,7 +101,7 @@ async def _query(
         )
         members = (
             await group_store.members_json(conn, [row.id for row in rows], url)
-            if projection.wants_members
+            if projection.wants("members")
             else {}
         )
     resources = [

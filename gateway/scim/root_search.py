@@ -21,9 +21,8 @@ from starlette.routing import Route
 from gateway.db import reading
 from gateway.scim import errors, group_store, store, users
 from gateway.scim.filters import compile_filter
-from gateway.scim.groups import Projection, render_group
 from gateway.scim.http import base_url, engine, int_param, principal, read_json, scim_json
-from gateway.scim.render import list_response, parse_projection, project, render_user
+from gateway.scim.render import Projection, list_response, render_group, render_user
 from gateway.scim.resources import GROUP, USER
 
 
@@ -59,7 +58,7 @@ async def search_everything(request: Request) -> Response:
         max(0, int_param(body.get("count"), "count", users.DEFAULT_COUNT)), users.MAX_RESULTS
     )
     attributes, excluded = body.get("attributes"), body.get("excludedAttributes")
-    group_projection = Projection(attributes, excluded)
+    group_projection = Projection(GROUP, attributes, excluded)
     user_projection = _user_projection(attributes, excluded)
     user_condition, group_condition = _conditions(filter_text)
     tenant_id = principal(request).tenant_id
@@ -74,11 +73,11 @@ async def search_everything(request: Request) -> Response:
         )
         members = (
             await group_store.members_json(conn, [row.id for row in group_rows], url)
-            if group_projection.wants_members
+            if group_projection.wants("members")
             else {}
         )
     resources: list[dict[str, Any]] = [
-        project(render_user(row, url), user_projection) for row in user_rows
+        user_projection.apply(render_user(row, url)) for row in user_rows
     ]
     resources += [
         group_projection.apply(render_group(row, members.get(row.id) if members else None, url))
@@ -87,14 +86,14 @@ async def search_everything(request: Request) -> Response:
     return scim_json(list_response(resources, user_total + group_total, first))
 
 
-def _user_projection(attributes: Any, excluded: Any) -> Any:
+def _user_projection(attributes: Any, excluded: Any) -> Projection:
     """The users' projection; attributes only groups have are left out of it."""
     user_names = {"members"}
     keep = _without(attributes, user_names)
     drop = _without(excluded, user_names)
     if attributes and not keep:
         keep = ["id"]  # only group attributes were asked for: users show their id
-    return parse_projection(keep, drop)
+    return Projection(USER, keep, drop)
 
 
 def _without(raw: Any, names: set[str]) -> list[str] | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scim2_models import ResponseParameters
 from sqlalchemy import ColumnElement
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,15 +30,14 @@ from gateway.scim.http import (
 from gateway.scim.paging import Cursor, IndexPositions, fingerprint
 from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.render import (
+    Projection,
     cursor_list_response,
     etag,
     list_response,
-    parse_projection,
-    project,
     render_user,
 )
 from gateway.scim.resources import USER
-from gateway.scim.schema import ScimUser, parse_user
+from gateway.scim.schema import parse_user
 
 # RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
 MAX_RESULTS = 1000
@@ -51,17 +49,17 @@ SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 _index_positions = IndexPositions()
 
 
-def _projection(request: Request) -> ResponseParameters[ScimUser] | None:
+def _projection(request: Request) -> Projection:
     # Parsed before any write: a bad parameter must not fail a committed write.
-    return parse_projection(
-        request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
+    return Projection(
+        USER, request.query_params.get("attributes"), request.query_params.get("excludedAttributes")
     )
 
 
 def _single(
     row: Any,
     request: Request,
-    projection: ResponseParameters[ScimUser] | None,
+    projection: Projection,
     status: int = 200,
     location: bool = False,
 ) -> Response:
@@ -69,7 +67,7 @@ def _single(
     headers = {"ETag": etag(row.version)}
     if location:
         headers["Location"] = resource["meta"]["location"]
-    return scim_json(project(resource, projection), status, headers)
+    return scim_json(projection.apply(resource), status, headers)
 
 
 async def list_users(request: Request) -> Response:
@@ -144,7 +142,7 @@ async def _query(
         order_by.append(
             expression.desc().nulls_last() if descending else expression.asc().nulls_last()
         )
-    projection = parse_projection(attributes, excluded)
+    projection = Projection(USER, attributes, excluded)
     tenant_id = principal(request).tenant_id
     query = fingerprint(tenant_id, filter_text)
     url = base_url(request)
@@ -168,7 +166,7 @@ async def _query(
         )
     if rows and not order_by:
         _index_positions.remember(query, first + len(rows), (rows[-1].created_at, rows[-1].id))
-    resources = [project(render_user(row, url), projection) for row in rows]
+    resources = [projection.apply(render_user(row, url)) for row in rows]
     return scim_json(list_response(resources, total, first))
 
 
@@ -176,11 +174,11 @@ async def _lookup_by_user_name(
     request: Request, user_name: str, attributes: Any, excluded: Any
 ) -> Response:
     """The answer to a plain ``userName eq "…"`` filter: zero or one user."""
-    projection = parse_projection(attributes, excluded)
+    projection = Projection(USER, attributes, excluded)
     async with reading(engine(request)) as conn:
         rows = await store.find_by_user_name(conn, principal(request).tenant_id, user_name)
     url = base_url(request)
-    resources = [project(render_user(row, url), projection) for row in rows]
+    resources = [projection.apply(render_user(row, url)) for row in rows]
     return scim_json(list_response(resources, len(rows), 1))
 
 
@@ -190,7 +188,7 @@ async def _cursor_page(
     query: str,
     cursor: str,
     limit: int,
-    projection: ResponseParameters[ScimUser] | None,
+    projection: Projection,
     url: str,
 ) -> Response:
     """RFC 9865: cursor= is the first page; then nextCursor / previousCursor."""
@@ -214,7 +212,7 @@ async def _cursor_page(
         next_cursor = Cursor("next", (rows[-1].created_at, rows[-1].id), query).encode()
     if rows and has_previous:
         previous_cursor = Cursor("previous", (rows[0].created_at, rows[0].id), query).encode()
-    resources = [project(render_user(row, url), projection) for row in rows]
+    resources = [projection.apply(render_user(row, url)) for row in rows]
     return scim_json(cursor_list_response(resources, next_cursor, previous_cursor))
 
 

@@ -122,3 +122,43 @@ async def test_a_users_groups_are_filterable(client: httpx2.AsyncClient) -> None
     assert await users.find(client, f'groups eq "{group.json()["id"]}"') == [member]
     assert await users.find(client, 'groups[display eq "ΣΎΛΛΟΓΟΣ"]') == [member]
     assert await users.find(client, "groups pr") == [member]
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]])
+async def test_a_projection_reads_the_same_on_every_type(
+    client: httpx2.AsyncClient, kind: Kind
+) -> None:
+    """RFC 7644 §3.9, applied by one Projection (gateway/scim/render.py): id and
+    schemas always come back, a sub-attribute path keeps that sub-attribute."""
+    scim_id = await kind.create(client, "Ada")
+    wanted = await client.get(f"{kind.endpoint}/{scim_id}?attributes=displayName,meta.lastModified")
+    assert wanted.status_code == 200, wanted.text
+    body = wanted.json()
+    assert set(body) == {"schemas", "id", "displayName", "meta"}
+    assert set(body["meta"]) == {"lastModified"}
+    dropped = await client.get(f"{kind.endpoint}/{scim_id}?excludedAttributes=displayName,id")
+    assert "displayName" not in dropped.json() and dropped.json()["id"] == scim_id
+    ada = quote('displayName eq "ada"')
+    listed = await client.get(f"{kind.endpoint}?filter={ada}&attributes=meta.resourceType")
+    assert [r["meta"] for r in listed.json()["Resources"]] == [
+        {"resourceType": kind.endpoint[1:-1]}
+    ]
+
+
+async def test_a_group_s_members_come_back_unless_excluded(client: httpx2.AsyncClient) -> None:
+    member = await Kind("/Users", "userName").create(client, "ana@acme.test")
+    created = await client.post(
+        "/Groups", json={"schemas": [GROUP], "displayName": "Ops", "members": [{"value": member}]}
+    )
+    group_id = created.json()["id"]
+    for query, shown in (
+        ("", True),
+        ("?attributes=members", True),
+        ("?attributes=members.value", True),
+        ("?attributes=displayName", False),
+        ("?excludedAttributes=members", False),
+    ):
+        body = (await client.get(f"/Groups/{group_id}{query}")).json()
+        assert ("members" in body) is shown, query
+        if shown:
+            assert [m["value"] for m in body["members"]] == [member], query
