@@ -22,8 +22,17 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+from scim2_models import Context, SCIMException
+from scim2_models import Group as ScimGroup
+
 from gateway.scim import errors
-from gateway.scim.schema import PATCH_OP_URN
+from gateway.scim.schema import (
+    PATCH_OP_URN,
+    POLICY,
+    translate_scim_exception,
+    translate_validation_error,
+)
 
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 MAX_NAME_LENGTH = 256
@@ -67,19 +76,42 @@ class GroupChanges:
         return final
 
 
-def parse_group(body: Any) -> GroupInput:
+def parse_group(body: Any, *, replacing: bool = False) -> GroupInput:
+    """Validate a POST (``replacing=False``) or PUT body.
+
+    The group's own attributes are validated by scim2-models against the
+    Group schema, as a user's are (gateway/scim/schema.py), with the same
+    policy (unknown attributes ignored). Its members are read by ``_members``:
+    a list of ids, in time linear in its length, where validating tens of
+    thousands of member objects as models would hold the event loop for a
+    good part of a second.
+    """
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("A group must be a JSON object (RFC 7643 §4.2).")
     schemas = body.get("schemas")
     if not isinstance(schemas, list) or GROUP_URN.lower() not in {str(s).lower() for s in schemas}:
         raise errors.InvalidValue(f"'schemas' must list {GROUP_URN!r}.")
-    fields = {key.lower(): value for key, value in body.items()}
-    members = fields.get("members")
+    members = next((value for key, value in body.items() if key.lower() == "members"), None)
+    own = {key: value for key, value in body.items() if key.lower() not in _NOT_VALIDATED}
+    context = (
+        Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
+    )
+    try:
+        with POLICY:
+            group = ScimGroup.model_validate(own, scim_ctx=context)
+    except ValidationError as exc:
+        raise translate_validation_error(exc) from None
+    except SCIMException as exc:
+        raise translate_scim_exception(exc) from None
     return GroupInput(
-        display_name=_display_name(fields.get("displayname")),
-        external_id=_external_id(fields.get("externalid")),
+        display_name=_display_name(group.display_name),
+        external_id=_external_id(group.external_id),
         members=_members(members) if members is not None else {},
     )
+
+
+# Read-only on input (ignored, RFC 7644 §3.3), and members (read by _members).
+_NOT_VALIDATED = frozenset({"id", "meta", "members"})
 
 
 def parse_group_patch(body: Any) -> GroupChanges:

@@ -159,7 +159,7 @@ async def get_group(request: Request) -> Response:
 
 async def replace_group(request: Request) -> Response:
     projection = _projection_of(request)
-    data = parse_group(await read_json(request))
+    data = parse_group(await read_json(request), replacing=True)
     group_id = group_store.parse_group_id(request.path_params["group_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:

@@ -162,3 +162,26 @@ async def test_a_group_s_members_come_back_unless_excluded(client: httpx2.AsyncC
         assert ("members" in body) is shown, query
         if shown:
             assert [m["value"] for m in body["members"]] == [member], query
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param({"displayName": 123}, "displayName", id="number-for-text"),
+        pytest.param({"displayName": ["a"]}, "displayName", id="list-for-text"),
+        pytest.param({"externalId": {"a": 1}}, "externalId", id="object-for-text"),
+    ],
+)
+async def test_a_body_of_the_wrong_shape_is_refused_alike_on_every_type(
+    client: httpx2.AsyncClient, kind: Kind, change: dict[str, Any], named: str
+) -> None:
+    """Both types are validated by scim2-models against their schema: the same
+    mistake is the same 400, naming the attribute, and nothing is written."""
+    before = (await client.get(kind.endpoint)).json()["totalResults"]
+    response = await client.post(kind.endpoint, json={**kind.body("Ada"), **change})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["schemas"] == [ERROR] and body["scimType"] == "invalidValue"
+    assert named in body["detail"]
+    assert (await client.get(kind.endpoint)).json()["totalResults"] == before
