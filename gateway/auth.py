@@ -34,7 +34,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,6 +43,7 @@ from gateway.credentials import Credential, CredentialCache
 from gateway.db import reading
 from gateway.fairness import TenantShares
 from gateway.scim import errors
+from gateway.scim.context import Principal
 from gateway.scim.http import read_body, replay
 from gateway.settings import Settings
 from gateway.tenancy import Host, MalformedHost, request_host
@@ -163,15 +163,6 @@ class ThrottledLookups:
         while len(self._last) > self.max_clients:
             self._last.popitem(last=False)
         return True
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the tenant, and which credential (for the audit trail)."""
-
-    tenant_id: uuid.UUID
-    tenant_slug: str
-    credential_id: uuid.UUID
 
 
 class ScimAuthMiddleware:

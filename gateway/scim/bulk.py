@@ -34,7 +34,8 @@ from starlette.types import Message
 
 from gateway.db import classify
 from gateway.scim import errors, groups, users
-from gateway.scim.http import base_url, read_json, scim_json
+from gateway.scim.context import base_url
+from gateway.scim.http import read_json, scim_json
 from gateway.scim.paths import ResourceNames
 
 BULK_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"

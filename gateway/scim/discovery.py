@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from gateway.scim import errors
 from gateway.scim.bulk import MAX_OPERATIONS
-from gateway.scim.http import base_url, scim_json
+from gateway.scim.context import base_url
+from gateway.scim.http import scim_json
 from gateway.scim.limits import MAX_PATCH_OPERATIONS, MAX_PATCH_VALUES, MAX_VALUES
 from gateway.scim.render import list_response
 from gateway.scim.resources import GROUP, RESOURCE_TYPES, USER, ResourceType

@@ -20,18 +20,10 @@ from starlette.routing import Route
 
 from gateway.db import reading, writing
 from gateway.scim import errors, group_store, store
+from gateway.scim.context import actor, base_url, engine, principal
 from gateway.scim.filters import compile_filter
 from gateway.scim.group_requests import Members, parse_group, parse_group_patch
-from gateway.scim.http import (
-    actor,
-    base_url,
-    check_if_match,
-    engine,
-    int_param,
-    principal,
-    read_json,
-    scim_json,
-)
+from gateway.scim.http import check_if_match, int_param, read_json, scim_json
 from gateway.scim.render import Projection, etag, list_response, render_group
 from gateway.scim.resources import GROUP
 from models.outbox import EventKind

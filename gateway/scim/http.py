@@ -1,11 +1,11 @@
-"""HTTP plumbing shared by the SCIM endpoints: bodies in, SCIM JSON out."""
+"""HTTP plumbing shared by the SCIM endpoints: bodies in, SCIM JSON out,
+parameters and preconditions. Who is asking is gateway/scim/context.py's."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
@@ -14,12 +14,6 @@ from gateway.scim import errors
 from gateway.scim.errors import SCIM_MEDIA_TYPE
 from gateway.scim.render import etag
 from gateway.settings import Settings
-from gateway.tenancy import request_host
-from models.outbox import Actor
-from models.tenant_addresses import scim_endpoint_at
-
-if TYPE_CHECKING:  # gateway/auth.py reads bodies with this module's helpers
-    from gateway.auth import Principal
 
 _JSON_MEDIA_TYPES = {"application/scim+json", "application/json"}
 
@@ -129,56 +123,6 @@ def _too_large(limit: int) -> errors.PayloadTooLarge:
 def scim_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(data), status_code=status, headers=headers, media_type=SCIM_MEDIA_TYPE
-    )
-
-
-def engine(request: Request) -> AsyncEngine:
-    found: AsyncEngine = request.app.state.engine
-    return found
-
-
-def principal(request: Request) -> Principal:
-    found: Principal = request.state.principal
-    return found
-
-
-def base_url(request: Request) -> str:
-    """The /scim/v2 URL for meta.location and Location headers.
-
-    The tenant's canonical endpoint (models/tenant_addresses.py), never a
-    reflected Host header, unless the client came straight to
-    localhost or an IP address (a developer, a health check through a load
-    balancer's IP), where the canonical name may not resolve: then the host
-    as gateway/tenancy.py parsed it, rebuilt from its parts. The scheme comes
-    from uvicorn, which honours X-Forwarded-Proto only from trusted proxies.
-    """
-    settings: Settings = request.app.state.settings
-    host = request_host(request.scope["headers"])
-    if host is not None and host.local:
-        scheme = "https" if request.scope.get("scheme") == "https" else "http"
-        return scim_endpoint_at(scheme, host.netloc)
-    return settings.addresses.scim_endpoint(principal(request).tenant_slug)
-
-
-def idp_of(user_agent: str | None) -> str:
-    """Name the IdP from its User-Agent, for the audit trail and the staff list's source."""
-    agent = (user_agent or "").lower()
-    if "okta" in agent:
-        return "okta"
-    if any(mark in agent for mark in ("microsoft", "azure", "aad", "entra")):
-        return "entra"
-    return "scim"
-
-
-def actor(request: Request) -> Actor:
-    who = principal(request)
-    user_agent = request.headers.get("user-agent")
-    return Actor(
-        tenant_id=who.tenant_id,
-        credential_id=who.credential_id,
-        idp=idp_of(user_agent),
-        user_agent=user_agent[:512] if user_agent else None,
-        request_id=request.state.request_id,
     )
 
 

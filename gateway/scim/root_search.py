@@ -20,8 +20,9 @@ from starlette.routing import Route
 
 from gateway.db import reading
 from gateway.scim import errors, group_store, store, users
+from gateway.scim.context import base_url, engine, principal
 from gateway.scim.filters import compile_filter
-from gateway.scim.http import base_url, engine, int_param, principal, read_json, scim_json
+from gateway.scim.http import int_param, read_json, scim_json
 from gateway.scim.render import Projection, list_response, render_group, render_user
 from gateway.scim.resources import GROUP, USER
 

@@ -15,18 +15,9 @@ from starlette.routing import Route
 
 from gateway.db import reading, writing
 from gateway.scim import errors, store
+from gateway.scim.context import actor, base_url, engine, idp_of, principal
 from gateway.scim.filters import compile_filter, sort_expression, user_name_equals
-from gateway.scim.http import (
-    actor,
-    base_url,
-    check_if_match,
-    engine,
-    idp_of,
-    int_param,
-    principal,
-    read_json,
-    scim_json,
-)
+from gateway.scim.http import check_if_match, int_param, read_json, scim_json
 from gateway.scim.paging import Cursor, IndexPositions, fingerprint
 from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.render import (

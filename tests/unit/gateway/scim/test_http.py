@@ -4,7 +4,8 @@ import pytest
 from starlette.requests import Request
 
 from gateway.scim import errors
-from gateway.scim.http import check_if_match, idp_of, int_param
+from gateway.scim.context import idp_of
+from gateway.scim.http import check_if_match, int_param
 
 
 def request_with(if_match: str | None) -> Request:
