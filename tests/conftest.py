@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +104,9 @@ class TenantHandle:
 def make_tenant(
     db: Engine, slug: str, plan: Plan = Plan.business, enable: bool = True
 ) -> TenantHandle:
+    """The one way tests set up a tenant: named after its slug, with a SCIM token
+    (SCIM enabled) unless ``enable`` is False. A plan other than Business is set
+    after the token is issued, as a downgrade would leave it."""
     with db.begin() as conn:
         tenancy.create_tenant(conn, slug, slug.title(), Plan.business if enable else plan)
         token = tenancy.issue_token(conn, slug).token if enable else ""
@@ -117,22 +120,26 @@ def tenant(db: Engine) -> TenantHandle:
     return make_tenant(db, "acme")
 
 
-@pytest.fixture
-async def client(app: Any, tenant: TenantHandle) -> AsyncIterator[httpx2.AsyncClient]:
-    """The tenant's IdP, talking to the gateway through its ASGI interface."""
-    async with httpx2.AsyncClient(
+def scim_client(app: Any, headers: Mapping[str, str] | None = None) -> httpx2.AsyncClient:
+    """An IdP talking to the gateway through its ASGI interface; ``headers`` are
+    sent with every request (a tenant's ``headers`` carry its token)."""
+    return httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app),
         base_url="http://localhost/scim/v2",
-        headers=tenant.headers,
-    ) as http:
+        headers=headers,
+    )
+
+
+@pytest.fixture
+async def client(app: Any, tenant: TenantHandle) -> AsyncIterator[httpx2.AsyncClient]:
+    """The tenant's IdP."""
+    async with scim_client(app, tenant.headers) as http:
         yield http
 
 
 @pytest.fixture
 async def anonymous(app: Any, db: Engine) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url="http://localhost/scim/v2"
-    ) as http:
+    async with scim_client(app) as http:
         yield http
 
 

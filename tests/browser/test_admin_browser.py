@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from gateway import operations
 from models.tenants import Plan
@@ -27,6 +27,7 @@ from tests.browser.conftest import (
     sign_in,
 )
 from tests.conftest import make_tenant, user_body
+from tests.db import scalar
 from tests.integration.pipeline import pipeline_processes, smtp_sink, wait_for
 
 SCIM_PATH = "/settings/integrations/scim"
@@ -34,11 +35,6 @@ DEACTIVATE = {
     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
     "Operations": [{"op": "replace", "value": {"active": False}}],
 }
-
-
-def scalar(db: Engine, sql: str, **params: Any) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
 
 
 def scim_enabled(db: Engine, slug: str = "acme") -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline import RedisServer
+from tests.integration.pipeline import Pipeline, RedisServer, pipeline_processes, smtp_sink
 
 
 @pytest.fixture
@@ -16,3 +17,12 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    """The side-effect pipeline's processes (none started yet), a private Redis
+    and an SMTP sink; logs in the test's tmp_path. Modules that need another
+    SMTP server or processes already running override it."""
+    with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
+        yield running

@@ -18,17 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from tests.db import scalar
 from tests.integration.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
-
-
-def scalar(db: Engine, sql: str) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql)).scalar()
 
 
 def settled(db: Engine) -> bool:

@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from models.outbox import EFFECTS, EventKind
+from tests.db import rows, scalar
 from tests.integration.pipeline import Pipeline, Process, procfile_process, wait_for
 from tests.integration.private_postgres import PrivatePostgres
 
@@ -715,16 +716,6 @@ def throughput(stats: IdpStats, started: float, bucket: float = 5.0) -> list[int
 
 
 # --- checks ---------------------------------------------------------------------
-
-
-def scalar(db: Engine, sql: str, **params: Any) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
-
-
-def rows(db: Engine, sql: str, **params: Any) -> list[Any]:
-    with db.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
 
 
 def outbox(db: Engine) -> tuple[int, int]:

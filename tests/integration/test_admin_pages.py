@@ -29,13 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -51,7 +47,8 @@ from gateway.tenancy import OperatorError
 from models.audit import AuditEntry
 from models.outbox import SideEffectRun
 from models.tenants import Plan
-from tests.conftest import SCIM_JSON, TenantHandle, make_tenant, user_body
+from tests.conftest import SCIM_JSON, TenantHandle, make_tenant, scim_client, user_body
+from tests.db import rows, scalar
 from tests.integration.admin_client import (
     LOGIN_CSRF_COOKIE,
     PASSWORD,
@@ -67,8 +64,8 @@ from tests.integration.admin_client import (
     sign_in,
     submit_login,
 )
+from tests.integration.cli import simpleams
 
-SIMPLEAMS = str(Path(sys.executable).parent / "simpleams")
 ADMIN = "admin@acme.test"
 SCIM_PAGE = "/settings/integrations/scim"
 # The one-time token card's field (the settings card shows only the prefix).
@@ -112,16 +109,6 @@ async def signed_in(app: Any, acme_admin: str) -> AsyncIterator[httpx2.AsyncClie
         yield http
 
 
-def scalar(db: Engine, sql: str, **params: Any) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
-
-
-def rows(db: Engine, sql: str, **params: Any) -> list[Any]:
-    with db.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
-
-
 def session_count(db: Engine) -> int:
     return int(scalar(db, "SELECT count(*) FROM admin_sessions"))
 
@@ -146,20 +133,14 @@ def same_site(location: str, base: str = "http://localhost/") -> bool:
 
 async def scim_status(app: Any, token: str) -> int:
     """What an IdP holding ``token`` gets from GET /scim/v2/Users."""
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url="http://localhost/scim/v2"
-    ) as idp:
+    async with scim_client(app) as idp:
         return (await idp.get("/Users", headers={"Authorization": f"Bearer {token}"})).status_code
 
 
 @pytest.fixture
 async def idp(app: Any, tenant: TenantHandle) -> AsyncIterator[httpx2.AsyncClient]:
     """acme's IdP, as Okta (the User-Agent names it)."""
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers={**tenant.headers, **OKTA},
-    ) as http:
+    async with scim_client(app, {**tenant.headers, **OKTA}) as http:
         yield http
 
 
@@ -168,21 +149,6 @@ async def provision(idp: httpx2.AsyncClient, email: str, **extra: Any) -> dict[s
     assert created.status_code == 201, created.text
     body: dict[str, Any] = created.json()
     return body
-
-
-def simpleams(
-    database_url: str, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "SIMPLEAMS_BASE_DOMAIN": "simpleams.test"}
-    return subprocess.run(
-        [SIMPLEAMS, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=60,
-        check=False,
-    )
 
 
 # --- 1. signing in ---------------------------------------------------------------
@@ -764,11 +730,7 @@ async def globex_admin(app: Any, db: Engine) -> AsyncIterator[httpx2.AsyncClient
     """The signed-in browser of globex's admin; globex has one user of its own."""
     globex = make_tenant(db, "globex")
     create_admin(db, "globex", "admin@globex.test")
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=globex.headers,
-    ) as their_idp:
+    async with scim_client(app, globex.headers) as their_idp:
         await provision(their_idp, "own@globex.test", displayName="Globex Own")
     async with browser(app) as http:
         await sign_in(http, "globex", "admin@globex.test")
@@ -1119,11 +1081,7 @@ async def test_activity_summarises_recent_changes_by_idp_with_pending_effects(
         await provision(idp, f"{name}@acme.test")
     bob_id = (await idp.get("/Users", params={"filter": 'userName eq "bob@acme.test"'})).json()
     await idp.patch(f"/Users/{bob_id['Resources'][0]['id']}", json=DEACTIVATE)
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers={**tenant.headers, **ENTRA},
-    ) as entra:
+    async with scim_client(app, {**tenant.headers, **ENTRA}) as entra:
         await provision(entra, "dan@acme.test")
 
     page = await signed_in.get("/activity")

@@ -78,9 +78,7 @@ async def test_a_disabled_integration_rejects_its_token(
 async def test_scim_is_a_business_plan_feature(
     anonymous: httpx2.AsyncClient, db: Engine, plan: Plan
 ) -> None:
-    handle = make_tenant(db, "smallco")
-    with db.begin() as conn:
-        tenancy.set_plan(conn, "smallco", plan)
+    handle = make_tenant(db, "smallco", plan=plan)  # the token was issued before the downgrade
 
     response = await anonymous.get("/Users", headers={"Authorization": f"Bearer {handle.token}"})
 
@@ -90,8 +88,7 @@ async def test_scim_is_a_business_plan_feature(
 
 
 async def test_enabling_scim_on_a_non_business_plan_is_refused(db: Engine) -> None:
-    with db.begin() as conn:
-        tenancy.create_tenant(conn, "freeco", None, Plan.free)
+    make_tenant(db, "freeco", plan=Plan.free, enable=False)
     with pytest.raises(tenancy.OperatorError, match="Business"), db.begin() as conn:
         tenancy.issue_token(conn, "freeco")
 

@@ -13,7 +13,7 @@ import jsonschema_rs
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import TenantHandle, make_tenant, user_body
+from tests.conftest import TenantHandle, make_tenant, scim_client, user_body
 from tests.integration.test_errors import ERROR, assert_scim_error
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -101,14 +101,6 @@ def encoded(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-def other_client(app: Any, handle: TenantHandle) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=handle.headers,
-    )
-
-
 def server_client(app: Any, handle: TenantHandle) -> httpx2.AsyncClient:
     """Like the client fixture, but an unhandled error is the 500 a real server answers."""
     return httpx2.AsyncClient(
@@ -187,7 +179,7 @@ async def test_a_mixed_bulk_runs_every_operation_like_the_endpoints_do(
 
     # The same requests one by one (in another workspace) make exactly the same events.
     globex = make_tenant(db, "globex")
-    async with other_client(app, globex) as alone:
+    async with scim_client(app, globex.headers) as alone:
         a1 = await alone.post("/Users", json=user_body("ann@acme.test"))
         b1 = await alone.post("/Users", json=with_manager("ben@acme.test", a1.json()["id"]))
         assert b1.json()[ENTERPRISE]["manager"]["value"] == a1.json()["id"]
@@ -303,7 +295,7 @@ async def test_another_tenants_bulk_cannot_touch_a_group_or_make_its_users_membe
         "Operations": [{"op": "replace", "value": {"displayName": "X"}}],
     }
     theirs = f"/Groups/{ops['id']}"
-    async with other_client(app, intruder) as globex:
+    async with scim_client(app, intruder.headers) as globex:
         results = await bulk(
             globex,
             [
@@ -800,7 +792,7 @@ async def test_another_tenants_bulk_cannot_touch_a_users(
             {"method": "DELETE", "path": path},
             {"method": "DELETE", "path": path, "version": 'W/"1"'},
         ]
-    async with other_client(app, intruder) as globex:
+    async with scim_client(app, intruder.headers) as globex:
         results = await bulk(globex, operations)
 
         assert [r["status"] for r in results] == ["404"] * 8

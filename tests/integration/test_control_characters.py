@@ -11,9 +11,6 @@ them, which is tested here by writing them straight into the database.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import user_body
+from tests.integration.cli import simpleams
 from tests.integration.test_errors import assert_scim_error
 
-SIMPLEAMS = str(Path(sys.executable).parent / "simpleams")
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 
 HOSTILE = [
@@ -36,13 +33,6 @@ HOSTILE = [
     "oth\x9ber@ex.com",
     "oth\u200ber@ex.com",
 ]
-
-
-def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "SIMPLEAMS_BASE_DOMAIN": "simpleams.test"}
-    return subprocess.run(
-        [SIMPLEAMS, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
 
 
 def snapshot(db: Engine) -> list[Any]:
@@ -255,25 +245,25 @@ def assert_escaped(output: str, *, lines: int, separator: str = "") -> None:
 def test_the_cli_prints_stored_control_characters_escaped(database_url: str, db: Engine) -> None:
     plant_hostile_values(db)
 
-    audit = run(database_url, "audit", "acme")
+    audit = simpleams(database_url, "audit", "acme")
     assert audit.returncode == 0, audit.stderr
     assert_escaped(audit.stdout, lines=1)
     assert "\\x1b]0;owned\\x07@ex.com\\n" in audit.stdout  # the email, as stored, escaped
 
-    failed = run(database_url, "events", "failed")
+    failed = simpleams(database_url, "events", "failed")
     assert failed.returncode == 0, failed.stderr
     assert_escaped(failed.stdout, lines=1)
 
-    roles = run(database_url, "roles", "list", "acme")
+    roles = simpleams(database_url, "roles", "list", "acme")
     assert roles.returncode == 0, roles.stderr
     assert_escaped(roles.stdout, lines=1, separator="\t")
     assert roles.stdout.count("\t") == 2  # the columns are still tab-separated
 
-    admins = run(database_url, "admin", "list", "acme")
+    admins = simpleams(database_url, "admin", "list", "acme")
     assert admins.returncode == 0, admins.stderr
     assert admins.stdout == "esc\\x1b]0;owned\\x07@ex.com\\n\n"
 
-    demo = run(database_url, "demo", "acme")
+    demo = simpleams(database_url, "demo", "acme")
     assert demo.returncode == 0, demo.stderr
     assert "go to esc\\x1b]0;owned\\x07@ex.com\\n\n" in demo.stdout
     assert "\x1b" not in demo.stdout
@@ -285,7 +275,7 @@ def test_the_cli_json_audit_escapes_them_and_still_reads_back_exactly(
 ) -> None:
     plant_hostile_values(db)
 
-    audit = run(database_url, "audit", "acme", "--json")
+    audit = simpleams(database_url, "audit", "acme", "--json")
 
     assert audit.returncode == 0, audit.stderr
     raw = sorted({f"U+{ord(c):04X}" for c in audit.stdout if not c.isprintable() and c != "\n"})
@@ -299,7 +289,7 @@ def test_the_cli_json_audit_escapes_them_and_still_reads_back_exactly(
 
 @pytest.mark.usefixtures("tenant")
 def test_the_cli_escapes_what_it_echoes_in_an_error(database_url: str) -> None:
-    refused = run(database_url, "checkin", "acme", "TAG\x1b[8m\u2028")
+    refused = simpleams(database_url, "checkin", "acme", "TAG\x1b[8m\u2028")
     assert refused.returncode == 1
     assert "Asset TAG\\x1b[8m\\u2028 is not checked out." in refused.stderr
     assert all(char.isprintable() for char in refused.stderr.rstrip("\n")), refused.stderr

@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.credentials import Credential, CredentialCache
 from gateway.settings import Settings
 from models.tenants import Plan
-from tests.conftest import TenantHandle
+from tests.conftest import TenantHandle, scim_client
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -46,9 +46,7 @@ async def cached_app(settings: Settings) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def http(cached_app: Any) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=cached_app), base_url="http://localhost/scim/v2"
-    ) as client:
+    async with scim_client(cached_app) as client:
         yield client
 
 

@@ -11,11 +11,9 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine, text
 
-from gateway import tenancy
 from gateway.cli import migrate
 from gateway.settings import Settings
-from models.tenants import Plan
-from tests.conftest import user_body
+from tests.conftest import make_tenant, user_body
 from tests.integration.live_server import running_gateway
 from tests.integration.pipeline import wait_for
 from tests.integration.private_postgres import PrivatePostgres
@@ -34,9 +32,7 @@ def test_the_gateway_answers_503_while_postgres_is_down_and_recovers_by_itself(
 ) -> None:
     migrate(Settings(database_url=postgres.url))
     engine = create_engine(postgres.url)
-    with engine.begin() as conn:
-        tenancy.create_tenant(conn, "acme", "Acme", Plan.business)
-        token = tenancy.issue_token(conn, "acme").token
+    token = make_tenant(engine, "acme").token
     engine.dispose()  # the restart would leave this pool with dead connections
 
     with running_gateway(postgres.url, tmp_path / "gateway.log") as url:

@@ -4,34 +4,21 @@ an admin, who is emailed at once and releases them with the CLI."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx2
 import pytest
 from sqlalchemy import Engine
 
 from gateway import operations, tenancy
 from tests.conftest import TenantHandle, user_body
+from tests.db import scalar
+from tests.integration.cli import simpleams
 from tests.integration.pipeline import (
     Pipeline,
-    pipeline_processes,
-    scalar,
     settled,
-    smtp_sink,
     wait_for,
 )
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
-
-
-@pytest.fixture
-def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
-        yield running
 
 
 async def test_a_burst_of_deactivations_is_held_until_an_admin_releases_it(
@@ -70,14 +57,7 @@ async def test_a_burst_of_deactivations_is_held_until_an_admin_releases_it(
         with pytest.raises(tenancy.OperatorError, match="locked out"):
             operations.record_checkout(conn, tenant.slug, "g00@acme.test", "KEY-0")
 
-    released = subprocess.run(
-        [str(Path(sys.executable).parent / "simpleams"), "guard", "release", tenant.slug],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    released = simpleams(database_url, "guard", "release", tenant.slug)
     assert released.returncode == 0, released.stderr
     assert "Released 3" in released.stdout
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from gateway import role_mappings
 from tests.conftest import TenantHandle
-from tests.integration.test_cli import run
+from tests.integration.cli import simpleams
 from tests.integration.test_groups import GROUP, patch, users
 
 
@@ -116,24 +116,24 @@ async def test_a_mapping_made_or_removed_later_applies_at_once(
     )
     assert set(roles(db).values()) == {"staff"}
 
-    mapped = run(database_url, "roles", "map", "acme", "SimpleAMS Admins", "admin")
+    mapped = simpleams(database_url, "roles", "map", "acme", "SimpleAMS Admins", "admin")
     assert mapped.returncode == 0, mapped.stderr
     assert "2 users' roles changed" in mapped.stdout
     assert set(roles(db).values()) == {"admin"}
-    listed = run(database_url, "roles", "list", "acme")
+    listed = simpleams(database_url, "roles", "list", "acme")
     assert listed.stdout.strip() == "SimpleAMS Admins\tadmin\t2 members"
     assert [actor for _, _, actor in role_events(db)] == ["admin", "admin"]
 
-    unmapped = run(database_url, "roles", "unmap", "acme", "simpleams admins")
+    unmapped = simpleams(database_url, "roles", "unmap", "acme", "simpleams admins")
     assert unmapped.returncode == 0 and "2 users' roles changed" in unmapped.stdout
     assert set(roles(db).values()) == {"staff"}
-    assert "No role mappings" in run(database_url, "roles", "list", "acme").stdout
+    assert "No role mappings" in simpleams(database_url, "roles", "list", "acme").stdout
 
     for args, words in (
         (("roles", "map", "acme", "G", "owner"), "invalid choice"),
         (("roles", "map", "nope", "G", "admin"), "nope"),
         (("roles", "unmap", "acme", "Never mapped"), "No role mapping"),
     ):
-        refused = run(database_url, *args)
+        refused = simpleams(database_url, *args)
         assert refused.returncode != 0
         assert words in refused.stderr, refused.stderr

@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import Engine, text
 
-from tests.conftest import TenantHandle, make_tenant, user_body
+from tests.conftest import TenantHandle, make_tenant, scim_client, user_body
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -142,11 +142,7 @@ async def test_an_unknown_or_foreign_member_is_refused_and_nothing_is_applied(
     (ana,) = await users(client, "ana")
     group = (await client.post("/Groups", json={"schemas": [GROUP], "displayName": "Ops"})).json()
     other = make_tenant(db, "globex")
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=other.headers,
-    ) as globex:
+    async with scim_client(app, other.headers) as globex:
         outsider = (await globex.post("/Users", json=user_body("eve@globex.test"))).json()["id"]
     for stranger in (outsider, str(uuid.uuid4()), "not-an-id"):
         refused = await client.patch(
@@ -177,11 +173,7 @@ async def test_another_tenants_groups_are_invisible_and_untouchable(
         await client.post("/Groups", json={"schemas": [GROUP], "displayName": "Secret"})
     ).json()
     other = make_tenant(db, "globex")
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=other.headers,
-    ) as intruder:
+    async with scim_client(app, other.headers) as intruder:
         theirs, nobody = f"/Groups/{group['id']}", f"/Groups/{uuid.uuid4()}"
         rename = patch({"op": "replace", "path": "displayName", "value": "Owned"})
         for method, kwargs in (

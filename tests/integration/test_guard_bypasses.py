@@ -13,10 +13,10 @@ from sqlalchemy import Engine, text
 
 from gateway import operations
 from tests.conftest import TenantHandle, user_body
+from tests.db import scalar
 from tests.integration.pipeline import (
     Pipeline,
     pipeline_processes,
-    scalar,
     settled,
     smtp_sink,
     wait_for,

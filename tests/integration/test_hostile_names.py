@@ -25,8 +25,9 @@ from sqlalchemy import Engine, text
 
 from gateway import operations, role_mappings
 from tests.conftest import TenantHandle, user_body
+from tests.db import scalar
 from tests.integration.live_server import free_port
-from tests.integration.pipeline import Pipeline, pipeline_processes, scalar, settled, wait_for
+from tests.integration.pipeline import Pipeline, pipeline_processes, settled, wait_for
 
 ADMINS = "it-admins@acme.test"
 OKTA = {"User-Agent": "Okta SCIM Client 1.0.0"}

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,21 +26,15 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import TenantHandle, make_tenant, user_body
+from tests.conftest import TenantHandle, make_tenant, scim_client, user_body
+from tests.db import rows, scalar
+from tests.integration.cli import simpleams
 from tests.integration.live_server import free_port
 from tests.integration.pipeline import Pipeline, Process, pipeline_processes, wait_for
 
-SIMPLEAMS = str(Path(sys.executable).parent / "simpleams")
 OKTA = {"User-Agent": "Okta SCIM Client 1.0.0"}
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 ADMINS = "it-admins@acme.test"
-
-
-def simpleams(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "SIMPLEAMS_BASE_DOMAIN": "simpleams.test"}
-    return subprocess.run(
-        [SIMPLEAMS, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
 
 
 def ok(database_url: str, *args: str) -> str:
@@ -51,16 +42,6 @@ def ok(database_url: str, *args: str) -> str:
     assert result.returncode == 0, (args, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result.stdout
-
-
-def scalar(db: Engine, sql: str, **params: Any) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
-
-
-def rows(db: Engine, sql: str, **params: Any) -> list[Any]:
-    with db.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
 
 
 # --- an SMTP server that accepts, refuses, or is down -------------------------
@@ -133,7 +114,7 @@ def smtp() -> Iterator[ScriptedSmtp]:
     server.stop()
 
 
-# --- the pipeline (as in test_side_effects.py, with the scripted SMTP server) --
+# --- the pipeline (as in conftest.py, with the scripted SMTP server) ----------
 
 
 @pytest.fixture
@@ -329,12 +310,7 @@ async def test_checkout_goes_to_the_live_user_when_a_deleted_one_had_the_same_em
 @pytest.fixture
 async def globex(app: Any, db: Engine) -> AsyncIterator[httpx2.AsyncClient]:
     """A second tenant's IdP."""
-    other = make_tenant(db, "globex")
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=other.headers,
-    ) as http:
+    async with scim_client(app, make_tenant(db, "globex").headers) as http:
         yield http
 
 

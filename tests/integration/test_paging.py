@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event, select, text
 
 from gateway.scim.paging import Cursor, fingerprint
 from models.users import User
-from tests.conftest import TenantHandle, make_tenant, user_body
+from tests.conftest import TenantHandle, make_tenant, scim_client, user_body
 from tests.integration.test_listing import (
     ERROR,
     LIST_RESPONSE,
@@ -110,14 +110,6 @@ def decoded(cursor: str) -> list[Any]:
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     found: list[Any] = orjson.loads(raw)
     return found
-
-
-def other_client(app: Any, handle: TenantHandle) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=handle.headers,
-    )
 
 
 # --- 1. a cursor walk -----------------------------------------------------------------
@@ -349,7 +341,7 @@ async def test_another_tenants_cursor_is_400_invalid_cursor_and_leaks_nothing(
     bulk_insert(db, tenant.slug, numbered(10))
     other = make_tenant(db, "globex")
     bulk_insert(db, other.slug, numbered(10, prefix="globex"))
-    async with other_client(app, other) as globex:
+    async with scim_client(app, other.headers) as globex:
         theirs = (await globex.get("/Users", params={"cursor": "", "count": "3"})).json()
         assert user_names(theirs) == names("globex", range(3))
         later = (

@@ -27,7 +27,7 @@ from gateway import statistics
 from gateway.app import create_app
 from gateway.cli import migrate
 from gateway.settings import Settings
-from tests.conftest import make_tenant, throwaway_database, user_body
+from tests.conftest import make_tenant, scim_client, throwaway_database, user_body
 from tests.integration.pipeline import wait_for
 
 SEED = """
@@ -61,11 +61,7 @@ def fresh_db(new_installation: str) -> Iterator[Engine]:
 async def idp(new_installation: str, fresh_db: Engine) -> AsyncIterator[httpx2.AsyncClient]:
     tenant = make_tenant(fresh_db, "acme")
     app = create_app(Settings(database_url=new_installation, base_domain="simpleams.test"))
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=tenant.headers,
-    ) as http:
+    async with scim_client(app, tenant.headers) as http:
         yield http
     await app.state.engine.dispose()
 

@@ -6,41 +6,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 from sqlalchemy import Engine, text
 
 from gateway import operations
 from tests.conftest import TenantHandle, user_body
+from tests.db import rows, scalar
+from tests.integration.cli import simpleams
 from tests.integration.live_server import free_port
-from tests.integration.pipeline import Pipeline, pipeline_processes, smtp_sink, wait_for
+from tests.integration.pipeline import Pipeline, settled, wait_for
 
 DEACTIVATE = {"Operations": [{"op": "replace", "value": {"active": False}}]}
 REACTIVATE = {"Operations": [{"op": "replace", "value": {"active": True}}]}
-
-
-@pytest.fixture
-def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
-        yield running
-
-
-def scalar(db: Engine, sql: str, **params: Any) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
-
-
-def rows(db: Engine, sql: str, **params: Any) -> list[Any]:
-    with db.connect() as conn:
-        return list(conn.execute(text(sql), params).all())
-
-
-def settled(db: Engine) -> bool:
-    return bool(scalar(db, "SELECT bool_and(settled_at IS NOT NULL) FROM provisioning_events"))
 
 
 async def test_a_scim_write_fans_out_to_audit_lock_and_email(
@@ -359,9 +338,7 @@ async def test_someone_who_becomes_an_admin_is_announced_and_audited(
     assert entries[2].changes == {"role": ["staff", "admin"]}
     assert len([m for m in pipeline.smtp.messages if "admin" in m["Subject"]]) == 1
     # The operator's audit read shows the group's entry too.
-    from tests.integration.test_cli import run
-
-    printed = run(pipeline.env["DATABASE_URL"], "audit", "acme").stdout
+    printed = simpleams(pipeline.env["DATABASE_URL"], "audit", "acme").stdout
     [line] = [line for line in printed.splitlines() if "group.created" in line]
     assert "group.created  group 'SimpleAMS Admins'  by okta  " in line
     assert "displayName: None -> 'SimpleAMS Admins'" in line and "members: 1 added" in line

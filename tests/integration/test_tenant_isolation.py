@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import Engine, text
 
-from tests.conftest import TenantHandle, make_tenant, user_body
+from tests.conftest import TenantHandle, make_tenant, scim_client, user_body
 
 
 async def test_another_tenants_users_are_invisible_and_untouchable(
@@ -17,10 +17,7 @@ async def test_another_tenants_users_are_invisible_and_untouchable(
 ) -> None:
     victim = (await client.post("/Users", json=user_body("vic@acme.test"))).json()
     intruder_tenant = make_tenant(db, "globex")
-    transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(
-        transport=transport, base_url="http://localhost/scim/v2", headers=intruder_tenant.headers
-    ) as intruder:
+    async with scim_client(app, intruder_tenant.headers) as intruder:
         theirs, nobody = f"/Users/{victim['id']}", f"/Users/{uuid.uuid4()}"
         patch = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
         for method, kwargs in (

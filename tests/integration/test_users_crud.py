@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import Engine, event, text
 
-from tests.conftest import SCIM_JSON, user_body
+from tests.conftest import SCIM_JSON, make_tenant, scim_client, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -330,15 +330,9 @@ async def test_new_users_record_which_idp_created_them(
 async def test_tenants_cannot_see_or_touch_each_others_users(
     client: httpx2.AsyncClient, app: Any, db: Engine
 ) -> None:
-    from tests.conftest import make_tenant
-
     other = make_tenant(db, "globex")
     theirs = (await client.post("/Users", json=user_body("qi@acme.test"))).json()
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://localhost/scim/v2",
-        headers=other.headers,
-    ) as intruder:
+    async with scim_client(app, other.headers) as intruder:
         url = f"/Users/{theirs['id']}"
         assert (await intruder.get(url)).status_code == 404
         assert (
