@@ -65,13 +65,29 @@ def holds(session: Session, event: ProvisioningEvent) -> bool:
     if tenant.guard_released_at is not None:
         # What an admin released does not count again.
         since = max(since, tenant.guard_released_at)
-    # People, not events: a DELETE and a re-hire as inactive are one leaver.
+    # People, not events: a DELETE and a re-hire as inactive are one leaver,
+    # decided once, at their first leaving event in the window. A later one
+    # (the re-hire) is held exactly when the first was: the first's lock task
+    # leaves the lock to it (workers/checkout_lock.py), so holding only the
+    # later one let a leaver the guard allowed stay unlocked.
+    first_id, first_at = session.execute(
+        select(ProvisioningEvent.id, ProvisioningEvent.occurred_at)
+        .where(
+            ProvisioningEvent.tenant_id == tenant.id,
+            ProvisioningEvent.user_id == event.user_id,
+            leaving(),
+            ProvisioningEvent.occurred_at > since,
+            ProvisioningEvent.id <= event.id,
+        )
+        .order_by(ProvisioningEvent.id)
+        .limit(1)
+    ).one_or_none() or (event.id, event.occurred_at)
     leavers = session.scalar(
         select(func.count(distinct(ProvisioningEvent.user_id))).where(
             ProvisioningEvent.tenant_id == tenant.id,
             leaving(),
             ProvisioningEvent.occurred_at > since,
-            ProvisioningEvent.id <= event.id,
+            ProvisioningEvent.id <= first_id,
         )
     )
     # Measured against the staff who were there before the burst began: users
@@ -92,7 +108,7 @@ def holds(session: Session, event: ProvisioningEvent) -> bool:
         return True
     # Once tripped, every later leaver is held too, until an admin releases.
     tripped = tenant.guard_tripped_at
-    return over or (tripped is not None and event.occurred_at >= tripped)
+    return over or (tripped is not None and first_at >= tripped)
 
 
 def is_tripped(session: Session, tenant_id: object) -> bool:

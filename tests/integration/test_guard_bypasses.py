@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
 
 from gateway import operations
+from models.outbox import ProvisioningEvent
 from tests.conftest import TenantHandle, user_body
 from tests.db import scalar
 from tests.integration.pipeline import (
@@ -22,6 +24,7 @@ from tests.integration.pipeline import (
     wait_for,
 )
 from tests.integration.test_deprovision_guard import DEACTIVATE
+from workers.checkout_lock import converge_locks
 
 LOCKED = "SELECT count(*) FROM users WHERE checkout_locked"
 
@@ -90,3 +93,42 @@ async def test_users_created_in_the_burst_do_not_raise_the_threshold(
     assert scalar(db, LOCKED) == 10
     assert scalar(db, "SELECT count(*) FROM side_effect_runs WHERE status = 'held'") == 20
     assert len(wait_for(lambda: guard_alerts(pipeline), "the admin alert")) == 1
+
+
+async def test_a_leaver_the_guard_allowed_is_locked_whichever_task_runs_first(
+    client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle
+) -> None:
+    """The race behind an intermittent failure of the test above, made certain.
+
+    A DELETE's lock task that runs after the same person's inactive re-hire
+    leaves the lock to the re-hire's event (workers/checkout_lock.py). The guard
+    must then judge the re-hire as it judged the DELETE (one person, one
+    decision): holding it, as the 21st leaving event, left the first three
+    leavers unlocked though the guard allowed them.
+    """
+    with db.begin() as conn:
+        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+    names = [f"q{n:02}@acme.test" for n in range(20)]
+    ids = [(await client.post("/Users", json=user_body(name))).json()["id"] for name in names]
+    with db.begin() as conn:  # the staff were there before the burst
+        conn.execute(text("UPDATE users SET created_at = now() - interval '30 days'"))
+    for scim_id in ids:
+        assert (await client.delete(f"/Users/{scim_id}")).status_code == 204
+    for name in names:
+        assert (await client.post("/Users", json=user_body(name, active=False))).status_code == 201
+    # No worker runs here: the lock tasks run below, every DELETE's after
+    # every re-hire was written, then the re-hires'.
+    with Session(db) as session:
+        events = session.scalars(
+            select(ProvisioningEvent)
+            .where(ProvisioningEvent.kind.in_(["user.deleted", "user.restored"]))
+            .order_by(ProvisioningEvent.id)
+        ).all()
+        deletes = [e for e in events if e.kind == "user.deleted"]
+        rehires = [e for e in events if e.kind == "user.restored"]
+        converge_locks(session, deletes)
+        converge_locks(session, rehires)
+        session.commit()
+    assert scalar(db, LOCKED) == 3  # the other 17 are held
+    tripped = "SELECT guard_tripped_at IS NOT NULL FROM tenants WHERE slug = :slug"
+    assert scalar(db, tripped, slug=tenant.slug) is True
