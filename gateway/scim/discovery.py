@@ -24,9 +24,9 @@ from gateway.scim.bulk import MAX_OPERATIONS
 from gateway.scim.context import base_url
 from gateway.scim.http import scim_json
 from gateway.scim.limits import MAX_PATCH_OPERATIONS, MAX_PATCH_VALUES, MAX_VALUES
+from gateway.scim.listing import DEFAULT_COUNT, MAX_RESULTS
 from gateway.scim.render import list_response
 from gateway.scim.resources import GROUP, RESOURCE_TYPES, USER, ResourceType
-from gateway.scim.users import DEFAULT_COUNT, MAX_RESULTS
 
 # The resource types served, in the order /ResourceTypes and the OpenAPI paths list them.
 _BY_NAME = {resource.name: resource for resource in RESOURCE_TYPES}

@@ -12,20 +12,24 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Text, cast, delete, func, literal, select, update
+from sqlalchemy import Text, cast, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
-from gateway.scim.resources import uniqueness_error
+from gateway.scim.listing import Source
+from gateway.scim.resources import GROUP, uniqueness_error
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_parameters
 from models.text import fold
 from models.users import User
 
 GroupRow = Any  # a Row of the groups table
+
+# What /Groups lists read (gateway/scim/listing.py): every group of the tenant.
+GROUPS = Source(GROUP, tuple(Group.__table__.c))
 
 
 def parse_group_id(value: str) -> uuid.UUID | None:
@@ -261,33 +265,6 @@ async def groups_of_users(
     for row in rows:
         found[row.user_id].append(row)
     return found
-
-
-async def search(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    condition: ColumnElement[bool] | None,
-    offset: int,
-    limit: int,
-) -> tuple[int, list[GroupRow]]:
-    """One page in creation order, and the number of matches (groups are
-    counted, not users: a tenant has tens or hundreds of them)."""
-    where = [Group.tenant_id == tenant_id]
-    if condition is not None:
-        where.append(condition)
-    total = await conn.scalar(select(func.count()).select_from(Group).where(*where))
-    rows: list[GroupRow] = []
-    if limit > 0:
-        rows = list(
-            await conn.execute(
-                select(Group)
-                .where(*where)
-                .order_by(Group.created_at, Group.id)
-                .offset(offset)
-                .limit(limit)
-            )
-        )
-    return int(total or 0), rows
 
 
 async def _write(conn: AsyncConnection, statement: Any) -> GroupRow:

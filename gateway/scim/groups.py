@@ -12,25 +12,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import reading, writing
-from gateway.scim import errors, group_store, store
+from gateway.scim import errors, group_store, listing, store
 from gateway.scim.context import actor, base_url, engine, principal
-from gateway.scim.filters import compile_filter
 from gateway.scim.group_requests import Members, parse_group, parse_group_patch
-from gateway.scim.http import check_if_match, int_param, read_json, scim_json
-from gateway.scim.render import Projection, etag, list_response, render_group
+from gateway.scim.http import check_if_match, read_json, scim_json
+from gateway.scim.listing import Query
+from gateway.scim.render import Projection, etag, render_group
 from gateway.scim.resources import GROUP
 from models.outbox import EventKind
 
-MAX_RESULTS = 1000
-DEFAULT_COUNT = 100
-MAX_START_INDEX = 2**31 - 1
 ALWAYS_RETURNED = frozenset({"id", "schemas"})
 
 
@@ -56,51 +52,28 @@ def _projection_of(request: Request) -> Projection:
 
 
 async def list_groups(request: Request) -> Response:
-    params = request.query_params
-    return await _query(
-        request,
-        params.get("filter"),
-        params.get("startIndex"),
-        params.get("count"),
-        _projection_of(request),
-    )
+    return await listing.respond(request, group_store.GROUPS, Query.of_list(request), render_page)
 
 
 async def search_groups(request: Request) -> Response:
     """POST /Groups/.search (RFC 7644 §3.4.3)."""
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
-    filter_text = body.get("filter")
-    if filter_text is not None and not isinstance(filter_text, str):
-        raise errors.InvalidFilter("'filter' must be a string.")
-    projection = Projection(GROUP, body.get("attributes"), body.get("excludedAttributes"))
-    return await _query(request, filter_text, body.get("startIndex"), body.get("count"), projection)
+    query = Query.of_search(await read_json(request))
+    return await listing.respond(request, group_store.GROUPS, query, render_page)
 
 
-async def _query(
-    request: Request, filter_text: str | None, start_index: Any, count: Any, projection: Projection
-) -> Response:
-    first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
-    limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
-    condition: ColumnElement[bool] | None = (
-        compile_filter(GROUP, filter_text) if filter_text else None
+async def render_page(
+    conn: AsyncConnection, rows: list[Any], projection: Projection, url: str
+) -> list[dict[str, Any]]:
+    """A page of groups, with their members (one query for the page) when wanted."""
+    members = (
+        await group_store.members_json(conn, [row.id for row in rows], url)
+        if projection.wants("members")
+        else {}
     )
-    url = base_url(request)
-    async with reading(engine(request)) as conn:
-        total, rows = await group_store.search(
-            conn, principal(request).tenant_id, condition, first - 1, limit
-        )
-        members = (
-            await group_store.members_json(conn, [row.id for row in rows], url)
-            if projection.wants("members")
-            else {}
-        )
-    resources = [
+    return [
         projection.apply(render_group(row, members.get(row.id) if members else None, url))
         for row in rows
     ]
-    return scim_json(list_response(resources, total, first))
 
 
 async def _resolve_new_members(

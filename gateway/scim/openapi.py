@@ -264,15 +264,12 @@ class _Endpoints:
     """What one resource type's endpoints answer beyond what every type's do.
 
     :param conflict: the 409 of a create, replace or patch.
-    :param list_parameters: the query parameters of ``_LIST_PARAMETERS`` its
-        listing takes (users page by cursor and sort; groups do neither).
     :param patch_204: whether a PATCH may answer 204 (groups: membership
         changes without a projection); a user's PATCH always answers 200.
     :param deleted: the description of a DELETE's 204.
     """
 
     conflict: str
-    list_parameters: tuple[str, ...] = ("filter", "startIndex", "count")
     patch_204: bool = True
     deleted: str = "Deleted"
 
@@ -280,7 +277,6 @@ class _Endpoints:
 _ENDPOINTS = {
     USER: _Endpoints(
         conflict="userName or email taken",
-        list_parameters=("filter", "startIndex", "cursor", "count", "sortBy", "sortOrder"),
         patch_204=False,
         deleted="Deleted (soft-deactivated in SimpleAMS)",
     ),
@@ -320,7 +316,7 @@ def resource_paths(resource: ResourceType) -> dict[str, Any]:
         resource.endpoint: {
             "get": {
                 "parameters": [
-                    *(p for p in _LIST_PARAMETERS if p["name"] in endpoints.list_parameters),
+                    *_LIST_PARAMETERS,
                     *_PROJECTION,
                 ],
                 "responses": {"200": listing, **_ERRORS},

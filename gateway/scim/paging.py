@@ -1,4 +1,5 @@
-"""Paging through users without work proportional to the directory.
+"""Paging through a resource type without work proportional to the directory
+(gateway/scim/listing.py plans which request takes which path).
 
 Two methods, both in the default order (``created_at, id``, which the
 ``ix_users_live_created`` index reads in order):
@@ -41,9 +42,12 @@ class InvalidCursor(errors.ScimError):
     )
 
 
-def fingerprint(tenant_id: uuid.UUID, filter_text: str | None) -> str:
-    """What a cursor or a remembered position belongs to: this tenant, this filter."""
-    material = f"{tenant_id}\x00{filter_text or ''}".encode()
+def fingerprint(tenant_id: uuid.UUID, filter_text: str | None, resource: str = "User") -> str:
+    """What a cursor or a remembered position belongs to: this tenant, this
+    resource type, this filter. (Users' material is as it was before other
+    types could page, so that their cursors, which never expire, stay valid.)"""
+    scope = "" if resource == "User" else f"{resource}\x00"
+    material = f"{scope}{tenant_id}\x00{filter_text or ''}".encode()
     return hashlib.sha256(material).hexdigest()[:16]
 
 

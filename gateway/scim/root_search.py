@@ -19,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import reading
-from gateway.scim import errors, group_store, store, users
+from gateway.scim import errors, group_store, listing, store, users
 from gateway.scim.context import base_url, engine, principal
 from gateway.scim.filters import compile_filter
-from gateway.scim.http import int_param, read_json, scim_json
+from gateway.scim.http import read_json, scim_json
+from gateway.scim.listing import Query
 from gateway.scim.render import Projection, list_response, render_group, render_user
 from gateway.scim.resources import GROUP, USER
 
@@ -51,26 +52,27 @@ async def search_everything(request: Request) -> Response:
         raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
     if body.get("cursor") is not None or body.get("sortBy"):
         return await users.search_users_with(request, body)
-    filter_text = body.get("filter")
-    if filter_text is not None and not isinstance(filter_text, str):
-        raise errors.InvalidFilter("'filter' must be a string.")
-    first = min(max(1, int_param(body.get("startIndex"), "startIndex", 1)), users.MAX_START_INDEX)
-    limit = min(
-        max(0, int_param(body.get("count"), "count", users.DEFAULT_COUNT)), users.MAX_RESULTS
-    )
-    attributes, excluded = body.get("attributes"), body.get("excludedAttributes")
+    query = Query.of_search(body)
+    filter_text, first, limit = query.filter_text, query.first, query.limit
+    attributes, excluded = query.attributes, query.excluded
     group_projection = Projection(GROUP, attributes, excluded)
     user_projection = _user_projection(attributes, excluded)
     user_condition, group_condition = _conditions(filter_text)
     tenant_id = principal(request).tenant_id
     url = base_url(request)
     async with reading(engine(request)) as conn:
-        user_total, user_rows = await store.search(
-            conn, tenant_id, user_condition, [], first - 1, limit
+        user_total, user_rows = await listing.search(
+            conn, store.USERS, tenant_id, user_condition, [], first - 1, limit
         )
         group_offset = max(0, first - 1 - user_total)
-        group_total, group_rows = await group_store.search(
-            conn, tenant_id, group_condition, group_offset, limit - len(user_rows)
+        group_total, group_rows = await listing.search(
+            conn,
+            group_store.GROUPS,
+            tenant_id,
+            group_condition,
+            [],
+            group_offset,
+            limit - len(user_rows),
         )
         members = (
             await group_store.members_json(conn, [row.id for row in group_rows], url)

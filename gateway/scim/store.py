@@ -26,7 +26,6 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    tuple_,
     union_all,
     update,
 )
@@ -36,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
-from gateway.scim.resources import uniqueness_error
+from gateway.scim.listing import Source
+from gateway.scim.resources import USER, uniqueness_error
 from gateway.scim.schema import UserInput
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_insert, event_parameters
@@ -149,130 +149,9 @@ _LIVE_USERS = select(func.coalesce(func.sum(LiveUserCount.live), 0)).where(
 )
 
 
-async def search(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    condition: ColumnElement[bool] | None,
-    order_by: list[ColumnElement[Any]],
-    offset: int,
-    limit: int,
-    *,
-    after: tuple[Any, uuid.UUID] | None = None,
-) -> tuple[int, list[UserRow]]:
-    """A page in ``order_by`` (then creation order) and the total.
-
-    :param after: a keyset position (created_at, id) in the default order to
-        start after instead of skipping ``offset`` rows (gateway/scim/paging.py).
-    """
-    where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
-    if condition is not None:
-        where.append(condition)
-
-    async def count_matches() -> int:
-        if condition is None:
-            # Kept by triggers on users (models.users.LiveUserCount): a sum
-            # of at most 16 rows, not a count of the directory.
-            return int((await conn.execute(_LIVE_USERS, {"tenant_id": tenant_id})).scalar_one())
-        count = select(func.count()).select_from(users).where(*where)
-        return int((await conn.execute(count)).scalar_one())
-
-    if limit == 0:
-        return await count_matches(), []
-    page = select(*_COLUMNS).where(*where).order_by(*order_by, c.created_at, c.id)
-    if after is not None:
-        page = page.where(tuple_(c.created_at, c.id) > tuple_(*after))
-        offset = 0
-    elif condition is None and not order_by and offset > 0:
-        # A jump deep into the full listing: find where the page starts by
-        # skipping index entries only (an index-only scan of the live-users
-        # index, no heap reads), then read the page from there by keyset.
-        total = await count_matches()
-        start = (
-            await conn.execute(
-                select(c.created_at, c.id)
-                .where(*where)
-                .order_by(c.created_at, c.id)
-                .offset(offset)
-                .limit(1)
-            )
-        ).first()
-        if start is None:
-            return total, []
-        page = page.where(tuple_(c.created_at, c.id) >= tuple_(*start))
-        return total, list((await conn.execute(page.limit(limit))).all())
-    if condition is None or after is not None:
-        # A full listing (Okta's import) or a page found by its position: the
-        # page comes off the (tenant_id, created_at, id) index; the total is
-        # a separate count.
-        total = await count_matches()
-        if offset >= total:
-            return total, []
-        return total, list((await conn.execute(page.offset(offset).limit(limit))).all())
-    # A filtered lookup (IdPs do one per user, matching 0 or 1 rows): the
-    # total rides along as a window count, one round trip instead of two.
-    if order_by:
-        counted = page.add_columns(func.count().over().label("total_results"))
-        rows = list((await conn.execute(counted.offset(offset).limit(limit))).all())
-    else:
-        rows = list((await conn.execute(_matches_then_page(where, offset, limit))).all())
-    if rows:
-        return int(rows[0].total_results), rows
-    if offset == 0:
-        return 0, []
-    return await count_matches(), []
-
-
-def _matches_then_page(where: list[ColumnElement[bool]], offset: int, limit: int) -> Any:
-    """Find the filter's matches first, then order and page them.
-
-    Asked for matches *in creation order*, the planner is tempted by the
-    ordered (tenant_id, created_at, id) index and filters the tenant's rows
-    one by one; when its statistics lag behind a growing directory (a first
-    sync on a new installation) it takes that path for ``userName eq``, and
-    every lookup reads the whole tenant. A materialized set of matches has no
-    order to offer, so the filter's own index (the unique one for userName)
-    finds them, and only the matches are sorted.
-    """
-    matches = select(c.id, c.created_at).where(*where).cte("matches").prefix_with("MATERIALIZED")
-    page = (
-        select(matches.c.id, matches.c.created_at, func.count().over().label("total_results"))
-        .order_by(matches.c.created_at, matches.c.id)
-        .offset(offset)
-        .limit(limit)
-        .subquery("page")
-    )
-    return (
-        select(*_COLUMNS, page.c.total_results)
-        .join_from(users, page, c.id == page.c.id)
-        .order_by(page.c.created_at, page.c.id)
-    )
-
-
-async def page_by_cursor(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    condition: ColumnElement[bool] | None,
-    position: tuple[Any, uuid.UUID] | None,
-    backwards: bool,
-    limit: int,
-) -> list[UserRow]:
-    """Up to ``limit + 1`` rows after (or, backwards, before) ``position`` in creation
-    order, returned in creation order; the extra row says whether there is more."""
-    where = [c.tenant_id == tenant_id, c.deleted_at.is_(None)]
-    if condition is not None:
-        where.append(condition)
-    page = select(*_COLUMNS).where(*where)
-    key = tuple_(c.created_at, c.id)
-    if backwards and position is not None:
-        page = page.where(key < tuple_(*position)).order_by(c.created_at.desc(), c.id.desc())
-    else:
-        if position is not None:
-            page = page.where(key > tuple_(*position))
-        page = page.order_by(c.created_at, c.id)
-    rows = list((await conn.execute(page.limit(limit + 1))).all())
-    if backwards and position is not None:
-        rows.reverse()
-    return rows
+# What /Users lists read (gateway/scim/listing.py): live users, each with its
+# groups; an unfiltered total from the counter rows, not a count.
+USERS = Source(USER, _COLUMNS, (c.deleted_at.is_(None),), _LIVE_USERS)
 
 
 def _person_keys(*, by_email: bool) -> list[ColumnElement[bool]]:

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import reading, writing
-from gateway.scim import errors, store
+from gateway.scim import listing, store
 from gateway.scim.context import actor, base_url, engine, idp_of, principal
-from gateway.scim.filters import compile_filter, sort_expression, user_name_equals
-from gateway.scim.http import check_if_match, int_param, read_json, scim_json
-from gateway.scim.paging import Cursor, IndexPositions, fingerprint
+from gateway.scim.filters import user_name_equals
+from gateway.scim.http import check_if_match, read_json, scim_json
+from gateway.scim.listing import Query
 from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.render import (
     Projection,
-    cursor_list_response,
     etag,
     list_response,
     render_user,
@@ -30,14 +29,7 @@ from gateway.scim.render import (
 from gateway.scim.resources import USER
 from gateway.scim.schema import parse_user
 
-# RFC 7644 §3.4.2.4: the server may cap count; advertised as filter.maxResults.
-MAX_RESULTS = 1000
-DEFAULT_COUNT = 100
-# Far beyond any directory; keeps OFFSET and the echoed startIndex in range.
-MAX_START_INDEX = 2**31 - 1
 SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-# Per process: where the next startIndex page of a sequential read begins.
-_index_positions = IndexPositions()
 
 
 def _projection(request: Request) -> Projection:
@@ -62,18 +54,7 @@ def _single(
 
 
 async def list_users(request: Request) -> Response:
-    params = request.query_params
-    return await _query(
-        request,
-        filter_text=params.get("filter"),
-        start_index=params.get("startIndex"),
-        cursor=params.get("cursor"),
-        count=params.get("count"),
-        sort_by=params.get("sortBy"),
-        sort_order=params.get("sortOrder"),
-        attributes=params.get("attributes"),
-        excluded=params.get("excludedAttributes"),
-    )
+    return await _query(request, Query.of_list(request))
 
 
 async def search_users(request: Request) -> Response:
@@ -83,128 +64,31 @@ async def search_users(request: Request) -> Response:
 
 async def search_users_with(request: Request, body: Any) -> Response:
     """A search request already read (POST /.search hands some on)."""
-    if not isinstance(body, dict):
-        raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
-    filter_text = body.get("filter")
-    if filter_text is not None and not isinstance(filter_text, str):
-        raise errors.InvalidFilter("'filter' must be a string.")
-    return await _query(
-        request,
-        filter_text=filter_text,
-        start_index=body.get("startIndex"),
-        cursor=body.get("cursor"),
-        count=body.get("count"),
-        sort_by=body.get("sortBy"),
-        sort_order=body.get("sortOrder"),
-        attributes=body.get("attributes"),
-        excluded=body.get("excludedAttributes"),
-    )
+    return await _query(request, Query.of_search(body))
 
 
-async def _query(
-    request: Request,
-    *,
-    filter_text: str | None,
-    start_index: Any,
-    cursor: Any,
-    count: Any,
-    sort_by: Any,
-    sort_order: Any,
-    attributes: Any,
-    excluded: Any,
-) -> Response:
-    # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0.
-    first = min(max(1, int_param(start_index, "startIndex", 1)), MAX_START_INDEX)
-    limit = min(max(0, int_param(count, "count", DEFAULT_COUNT)), MAX_RESULTS)
-    user_name = user_name_equals(filter_text) if filter_text else None
-    if user_name is not None and first == 1 and limit > 0 and cursor is None and not sort_by:
-        return await _lookup_by_user_name(request, user_name, attributes, excluded)
-    condition: ColumnElement[bool] | None = (
-        compile_filter(USER, filter_text) if filter_text else None
-    )
-    order_by: list[ColumnElement[Any]] = []
-    if sort_by:
-        if not isinstance(sort_by, str):
-            raise errors.InvalidValue("'sortBy' must be an attribute name.")
-        expression = sort_expression(USER, sort_by)
-        descending = str(sort_order or "ascending").lower() == "descending"
-        if str(sort_order or "ascending").lower() not in ("ascending", "descending"):
-            raise errors.InvalidValue("'sortOrder' must be 'ascending' or 'descending'.")
-        order_by.append(
-            expression.desc().nulls_last() if descending else expression.asc().nulls_last()
-        )
-    projection = Projection(USER, attributes, excluded)
-    tenant_id = principal(request).tenant_id
-    query = fingerprint(tenant_id, filter_text)
-    url = base_url(request)
-    if cursor is not None:
-        if start_index not in (None, ""):
-            raise errors.InvalidValue(
-                "Page with either 'cursor' (RFC 9865) or 'startIndex', not both."
-            )
-        if order_by:
-            raise errors.InvalidValue(
-                "Cursor paging is in creation order; drop 'sortBy', or page with 'startIndex'."
-            )
-        if not isinstance(cursor, str):
-            raise errors.InvalidValue("'cursor' must be a string (empty for the first page).")
-        return await _cursor_page(request, condition, query, cursor, limit, projection, url)
-    # A sequential read (Okta's import) continues where the last page ended.
-    position = _index_positions.get(query, first) if not order_by and first > 1 else None
-    async with reading(engine(request)) as conn:
-        total, rows = await store.search(
-            conn, tenant_id, condition, order_by, first - 1, limit, after=position
-        )
-    if rows and not order_by:
-        _index_positions.remember(query, first + len(rows), (rows[-1].created_at, rows[-1].id))
-    resources = [projection.apply(render_user(row, url)) for row in rows]
-    return scim_json(list_response(resources, total, first))
+async def _query(request: Request, query: Query) -> Response:
+    user_name = user_name_equals(query.filter_text) if query.filter_text else None
+    plain = query.first == 1 and query.limit > 0 and query.cursor is None and not query.sort_by
+    if user_name is not None and plain:
+        return await _lookup_by_user_name(request, user_name, query)
+    return await listing.respond(request, store.USERS, query, _render)
 
 
-async def _lookup_by_user_name(
-    request: Request, user_name: str, attributes: Any, excluded: Any
-) -> Response:
+async def _render(
+    conn: AsyncConnection, rows: list[Any], projection: Projection, url: str
+) -> list[dict[str, Any]]:
+    return [projection.apply(render_user(row, url)) for row in rows]
+
+
+async def _lookup_by_user_name(request: Request, user_name: str, query: Query) -> Response:
     """The answer to a plain ``userName eq "…"`` filter: zero or one user."""
-    projection = Projection(USER, attributes, excluded)
+    projection = Projection(USER, query.attributes, query.excluded)
     async with reading(engine(request)) as conn:
         rows = await store.find_by_user_name(conn, principal(request).tenant_id, user_name)
     url = base_url(request)
     resources = [projection.apply(render_user(row, url)) for row in rows]
     return scim_json(list_response(resources, len(rows), 1))
-
-
-async def _cursor_page(
-    request: Request,
-    condition: ColumnElement[bool] | None,
-    query: str,
-    cursor: str,
-    limit: int,
-    projection: Projection,
-    url: str,
-) -> Response:
-    """RFC 9865: cursor= is the first page; then nextCursor / previousCursor."""
-    at = Cursor.decode(cursor, query) if cursor else None
-    backwards = at is not None and at.direction == "previous"
-    async with reading(engine(request)) as conn:
-        rows = await store.page_by_cursor(
-            conn,
-            principal(request).tenant_id,
-            condition,
-            at.position if at else None,
-            backwards,
-            limit,
-        )
-    more = len(rows) > limit
-    rows = rows[len(rows) - limit :] if backwards and more else rows[:limit]
-    has_next = more if not backwards else True
-    has_previous = at is not None and (more if backwards else True)
-    next_cursor = previous_cursor = None
-    if rows and has_next:
-        next_cursor = Cursor("next", (rows[-1].created_at, rows[-1].id), query).encode()
-    if rows and has_previous:
-        previous_cursor = Cursor("previous", (rows[0].created_at, rows[0].id), query).encode()
-    resources = [projection.apply(render_user(row, url)) for row in rows]
-    return scim_json(cursor_list_response(resources, next_cursor, previous_cursor))
 
 
 async def create_user(request: Request) -> Response:

@@ -102,29 +102,24 @@ async def test_every_resource_type_is_discovered_and_described(
     assert {resource.name, f"{resource.name}Resource"} <= set(components)
 
 
-async def test_only_users_page_by_cursor_and_sort(client: httpx2.AsyncClient) -> None:
+async def test_every_type_pages_by_cursor_and_sorts(client: httpx2.AsyncClient) -> None:
+    """One list planner (gateway/scim/listing.py) serves every resource type."""
     paths = (await client.get("/openapi.json")).json()["paths"]
 
     def listed(endpoint: str) -> list[str]:
         return [p["name"] for p in paths[endpoint]["get"]["parameters"]]
 
-    assert listed("/Users") == [
-        "filter",
-        "startIndex",
-        "cursor",
-        "count",
-        "sortBy",
-        "sortOrder",
-        "attributes",
-        "excludedAttributes",
-    ]
-    assert listed("/Groups") == [
-        "filter",
-        "startIndex",
-        "count",
-        "attributes",
-        "excludedAttributes",
-    ]
+    for endpoint in ("/Users", "/Groups"):
+        assert listed(endpoint) == [
+            "filter",
+            "startIndex",
+            "cursor",
+            "count",
+            "sortBy",
+            "sortOrder",
+            "attributes",
+            "excludedAttributes",
+        ]
     # A group's membership PATCH may answer 204; a user's always answers 200.
     assert "204" in paths["/Groups/{id}"]["patch"]["responses"]
     assert "204" not in paths["/Users/{id}"]["patch"]["responses"]

@@ -155,12 +155,12 @@ async def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from gateway.scim import users
+    from gateway.scim import listing
 
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(users, "compile_filter", explode)
+    monkeypatch.setattr(listing, "compile_filter", explode)
     # Starlette re-raises after rendering the 500; read the response instead.
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
     async with httpx2.AsyncClient(

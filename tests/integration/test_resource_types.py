@@ -185,3 +185,46 @@ async def test_a_body_of_the_wrong_shape_is_refused_alike_on_every_type(
     assert body["schemas"] == [ERROR] and body["scimType"] == "invalidValue"
     assert named in body["detail"]
     assert (await client.get(kind.endpoint)).json()["totalResults"] == before
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]])
+async def test_every_type_pages_by_cursor_and_by_start_index(
+    client: httpx2.AsyncClient, kind: Kind
+) -> None:
+    """One planner (gateway/scim/listing.py): RFC 9865 cursors and startIndex
+    pages, in creation order, on every resource type."""
+    made = [await kind.create(client, f"Page {n}") for n in range(5)]
+    seen: list[str] = []
+    page = (await client.get(f"{kind.endpoint}?cursor=&count=2")).json()
+    while True:
+        assert "startIndex" not in page and "totalResults" not in page
+        seen += [r["id"] for r in page["Resources"]]
+        if "nextCursor" not in page:
+            break
+        page = (await client.get(f"{kind.endpoint}?cursor={page['nextCursor']}&count=2")).json()
+    assert seen == made
+    back = (await client.get(f"{kind.endpoint}?cursor={page['previousCursor']}&count=2")).json()
+    assert [r["id"] for r in back["Resources"]] == made[2:4]
+    by_index = [
+        r["id"]
+        for start in (1, 3, 5)
+        for r in (await client.get(f"{kind.endpoint}?startIndex={start}&count=2")).json()[
+            "Resources"
+        ]
+    ]
+    assert by_index == made
+
+
+@pytest.mark.parametrize("kind", [KINDS[1], KINDS[2]])
+async def test_every_type_sorts_by_its_folded_text(client: httpx2.AsyncClient, kind: Kind) -> None:
+    """sortBy compares caseExact=false text folded (models/text.py), on every type."""
+    # Stored as sent, code-point order would put every capital first.
+    names = ["beta", "ALPHA", "Gamma", "delta"]
+    ids = {name: await kind.create(client, name) for name in names}
+    for order, expected in (
+        ("ascending", ["ALPHA", "beta", "delta", "Gamma"]),
+        ("descending", ["Gamma", "delta", "beta", "ALPHA"]),
+    ):
+        listed = await client.get(f"{kind.endpoint}?sortBy=displayName&sortOrder={order}")
+        assert listed.status_code == 200, listed.text
+        assert [r["id"] for r in listed.json()["Resources"]] == [ids[n] for n in expected]
