@@ -53,7 +53,6 @@ def start(process: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
             "-A",
             "workers.app",
             "worker",
-            "--queues=audit,checkout,notify",
             "--concurrency=2",
             "--loglevel=INFO",
         ],

@@ -26,7 +26,7 @@ for run in $(seq 1 "$RUNS"); do
   if [ "${EFFECTS:-0}" = 1 ]; then
     .venv/bin/python -m workers.relay >/dev/null 2>&1 & pids+=($!)
     # shellcheck disable=SC2086  # WORKER_ARGS is a list of options
-    .venv/bin/celery -A workers.app worker --queues=audit,checkout,notify ${WORKER_ARGS:---concurrency=2} \
+    .venv/bin/celery -A workers.app worker ${WORKER_ARGS:---concurrency=2} \
       --loglevel=WARNING >/dev/null 2>&1 & pids+=($!)
   fi
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done

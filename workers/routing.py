@@ -25,7 +25,10 @@ ROUTES: dict[Effect, Route] = {
 }
 
 DIGEST_TASK = Route("simpleams.notify.send_digests", "notify")
-QUEUES = ("audit", "checkout", "notify")
+# Every queue a task is routed to, in the table's order. The app declares
+# them as its task_queues (workers/app.py), and a worker started without
+# --queues (the Procfile, docker-compose) consumes exactly these.
+QUEUES = tuple(dict.fromkeys([*(route.queue for route in ROUTES.values()), DIGEST_TASK.queue]))
 
 __all__ = ["DIGEST_TASK", "EFFECTS", "QUEUES", "ROUTES", "Route", "effects_for", "task_id"]
 

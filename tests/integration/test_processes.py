@@ -10,6 +10,7 @@ import httpx2
 
 from tests.integration.live_server import free_port
 from tests.integration.pipeline import RedisServer, procfile_process, wait_for
+from workers.routing import QUEUES
 
 
 def test_the_worker_line_starts_a_celery_worker_that_answers_ping(
@@ -25,6 +26,12 @@ def test_the_worker_line_starts_a_celery_worker_that_answers_ping(
             lambda: any(name in key for reply in control.ping(timeout=1) for key in reply),
             "the worker to answer ping",
         )
+        # It consumes every queue of the routing table, named nowhere else.
+        active = control.inspect(timeout=5).active_queues() or {}
+        consumed = {
+            queue["name"] for key, queues in active.items() if name in key for queue in queues
+        }
+        assert consumed == set(QUEUES)
     # Warm shutdown on SIGTERM exits cleanly.
     assert worker.popen.returncode == 0, worker.output()[-2000:]
 
