@@ -32,13 +32,13 @@ import hmac
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.bounded import BoundedMap
 from gateway.credentials import Credential, CredentialCache
 from gateway.db import reading
 from gateway.fairness import TenantShares
@@ -115,24 +115,20 @@ class RecentTokens:
         self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
         self.clock = clock
-        self._at: OrderedDict[str, float] = OrderedDict()
+        self._at: BoundedMap[str, float] = BoundedMap(max_entries)
 
     def __contains__(self, token_hash: str) -> bool:
         at = self._at.get(token_hash)
         if at is None:
             return False
         if self.clock() - at >= self.ttl:
-            del self._at[token_hash]
+            self._at.forget(token_hash)
             return False
         return True
 
     def add(self, token_hash: str) -> None:
-        self._at[token_hash] = self.clock()
-        self._at.move_to_end(token_hash)
-        while len(self._at) > self.max_entries:
-            self._at.popitem(last=False)
+        self._at.put(token_hash, self.clock())
 
 
 class ThrottledLookups:
@@ -148,9 +144,8 @@ class ThrottledLookups:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval
-        self.max_clients = max_clients
         self.clock = clock
-        self._last: OrderedDict[str, float] = OrderedDict()
+        self._last: BoundedMap[str, float] = BoundedMap(max_clients)
 
     def allow(self, client: str) -> bool:
         """Whether ``client`` may have a lookup now (and, if so, count it)."""
@@ -158,10 +153,7 @@ class ThrottledLookups:
         last = self._last.get(client)
         if last is not None and now - last < self.interval:
             return False
-        self._last[client] = now
-        self._last.move_to_end(client)
-        while len(self._last) > self.max_clients:
-            self._last.popitem(last=False)
+        self._last.put(client, now)
         return True
 
 

@@ -14,8 +14,10 @@ trip); with N web processes a client gets up to N times the limit.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
+
+from gateway.bounded import BoundedMap
 
 
 class FailedAuthThrottle:
@@ -36,9 +38,8 @@ class FailedAuthThrottle:
     ) -> None:
         self.limit = limit
         self.window = window
-        self.max_clients = max_clients
         self.clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._failures: BoundedMap[str, deque[float]] = BoundedMap(max_clients)
 
     def retry_after(self, client: str) -> int | None:
         """Seconds until ``client`` may fail again, or None when it is not throttled."""
@@ -50,11 +51,9 @@ class FailedAuthThrottle:
     def record_failure(self, client: str) -> None:
         failures = self._recent(client)
         if failures is None:
-            failures = self._failures[client] = deque(maxlen=self.limit)
+            failures = deque(maxlen=self.limit)
         failures.append(self.clock())
-        self._failures.move_to_end(client)
-        while len(self._failures) > self.max_clients:
-            self._failures.popitem(last=False)
+        self._failures.put(client, failures)
 
     def clear(self) -> None:
         """Forget every client (tests; an operator after an incident)."""
@@ -68,6 +67,6 @@ class FailedAuthThrottle:
         while failures and failures[0] <= horizon:
             failures.popleft()
         if not failures:
-            del self._failures[client]
+            self._failures.forget(client)
             return None
         return failures

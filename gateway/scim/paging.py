@@ -21,13 +21,13 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import orjson
 
+from gateway.bounded import BoundedMap
 from gateway.scim import errors
 
 Position = tuple[datetime, uuid.UUID]
@@ -97,18 +97,10 @@ class IndexPositions:
     """
 
     def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._positions: OrderedDict[tuple[str, int], Position] = OrderedDict()
+        self._positions: BoundedMap[tuple[str, int], Position] = BoundedMap(size)
 
     def get(self, query: str, start_index: int) -> Position | None:
-        key = (query, start_index)
-        position = self._positions.get(key)
-        if position is not None:
-            self._positions.move_to_end(key)
-        return position
+        return self._positions.get((query, start_index))
 
     def remember(self, query: str, start_index: int, position: Position) -> None:
-        self._positions[(query, start_index)] = position
-        self._positions.move_to_end((query, start_index))
-        while len(self._positions) > self.size:
-            self._positions.popitem(last=False)
+        self._positions.put((query, start_index), position)
