@@ -40,6 +40,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, created_at, uuid_pk
 
 
+def primary_email(emails: Any) -> str | None:
+    """The email that is SimpleAMS's primary key, of a SCIM ``emails`` value:
+    the primary address, else the work one, else the first. The one rule: the
+    gateway derives ``users.email`` with it, the workers name a leaver with it."""
+    if not isinstance(emails, list):
+        return None
+    valid = [e for e in emails if isinstance(e, dict) and e.get("value")]
+    for chosen in (
+        next((e for e in valid if e.get("primary")), None),
+        next((e for e in valid if str(e.get("type", "")).lower() == "work"), None),
+        valid[0] if valid else None,
+    ):
+        if chosen is not None:
+            return str(chosen["value"])
+    return None
+
+
 class Role(enum.StrEnum):
     staff = "staff"
     admin = "admin"

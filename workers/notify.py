@@ -34,7 +34,7 @@ from models.event_kinds import EVENT_KINDS, idp_in_mail
 from models.notifications import DigestItem, Notification, NotificationKind
 from models.outbox import Effect, ProvisioningEvent
 from models.tenants import Tenant
-from models.users import Role, User
+from models.users import Role, User, primary_email
 from workers import mail
 from workers.app import app
 from workers.db import session_scope
@@ -202,7 +202,7 @@ def names_at(session: Session, event: ProvisioningEvent, user: User) -> str:
             user_name = _before(changes, "userName") or user_name
         if _changed(changes, "emails"):
             emails = changes["emails"][0]
-            email = _primary_email(emails if isinstance(emails, list) else [])
+            email = primary_email(emails)
     return person_name(display_name, email, user_name)
 
 
@@ -214,20 +214,6 @@ def _changed(changes: dict[str, Any], attribute: str) -> bool:
 def _before(changes: dict[str, Any], attribute: str) -> str | None:
     value = changes[attribute][0]
     return value if isinstance(value, str) else None
-
-
-def _primary_email(emails: list[Any]) -> str | None:
-    """The users.email a SCIM ``emails`` value gives: the primary address,
-    else the work one, else the first (as gateway/scim/attributes.py::primary_email)."""
-    valid = [e for e in emails if isinstance(e, dict) and e.get("value")]
-    for chosen in (
-        next((e for e in valid if e.get("primary")), None),
-        next((e for e in valid if str(e.get("type", "")).lower() == "work"), None),
-        valid[0] if valid else None,
-    ):
-        if chosen is not None:
-            return str(chosen["value"])
-    return None
 
 
 def _is_leaving(event: ProvisioningEvent, user: User) -> bool:

@@ -21,6 +21,7 @@ from gateway.scim import errors
 from gateway.scim.resources import USER
 from gateway.scim.schema import ENTERPRISE_URN
 from models.text import fold, fold_document, fold_or_none
+from models.users import primary_email
 
 # RFC 7644 §3.4.2.2: the filter operators that apply to an attribute, by its
 # type (RFC 7643 §2.3). co/sw/ew match strings; gt/ge/lt/le order strings,
@@ -87,26 +88,13 @@ def check_operator(attribute: str, binding: AttributeBinding, op: str) -> None:
     )
 
 
-def primary_email(document: dict[str, Any]) -> str | None:
-    """The email that is SimpleAMS's primary key: the primary one, else work, else the first."""
-    emails = [e for e in document.get("emails") or [] if isinstance(e, dict) and e.get("value")]
-    for chosen in (
-        next((e for e in emails if e.get("primary")), None),
-        next((e for e in emails if str(e.get("type", "")).lower() == "work"), None),
-        emails[0] if emails else None,
-    ):
-        if chosen is not None:
-            return str(chosen["value"])
-    return None
-
-
 def indexed_columns(document: dict[str, Any]) -> dict[str, Any]:
     """The users-table columns derived from a SCIM document (see models/users.py),
     with the folded keys and document that comparisons read (models/text.py)."""
     name = document.get("name") or {}
     enterprise = document.get(ENTERPRISE_URN) or {}
     emails = [fold(str(e["value"])) for e in document.get("emails") or [] if e.get("value")]
-    email = primary_email(document)
+    email = primary_email(document.get("emails"))
     return {
         "user_name": document["userName"],
         "user_name_key": fold(document["userName"]),

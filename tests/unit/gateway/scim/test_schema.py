@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from gateway.scim import errors
-from gateway.scim.attributes import indexed_columns, primary_email
+from gateway.scim.attributes import indexed_columns
 from gateway.scim.schema import ENTERPRISE_URN, parse_user
 from gateway.scim.store import diff
+from models.users import primary_email
 
 
 def test_entra_string_booleans_and_plain_string_manager_are_accepted() -> None:
@@ -65,15 +66,14 @@ def test_non_object_bodies_are_invalid_syntax() -> None:
 def test_primary_email_prefers_primary_then_work_then_first() -> None:
     home = {"value": "h@x.co", "type": "home"}
     work = {"value": "w@x.co", "type": "work"}
-    assert primary_email({"emails": [home, work]}) == "w@x.co"
+    assert primary_email([home, work]) == "w@x.co"
     assert (
-        primary_email(
-            {"emails": [home, {**work, "primary": False}, {"value": "p@x.co", "primary": True}]}
-        )
+        primary_email([home, {**work, "primary": False}, {"value": "p@x.co", "primary": True}])
         == "p@x.co"
     )
-    assert primary_email({"emails": [home]}) == "h@x.co"
-    assert primary_email({}) is None
+    assert primary_email([home]) == "h@x.co"
+    assert primary_email(None) is None
+    assert primary_email("not a list") is None
 
 
 def test_diff_names_each_changed_part() -> None:
