@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import re
 import unicodedata
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -64,7 +63,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from gateway.scim import errors
 from gateway.scim.attributes import check_operator, is_string, typed, wire_name
-from gateway.scim.resources import EMPTY_ARRAY, ResourceType
+from gateway.scim.resources import EMPTY_ARRAY, ResourceType, parse_id
 from gateway.scim.schema import POLICY, is_boolean
 from models.text import fold
 
@@ -436,12 +435,7 @@ def _compare_id(left: ColumnElement[Any], op: CompareOperator, value: Any) -> Co
     """``eq``/``ne`` on a SCIM id as a key lookup; a value that is not one of our
     ids matches nothing. RFC 7643 §3.1: ids are caseExact, and we only ever
     issue lowercase ones."""
-    try:
-        scim_id: uuid.UUID | None = uuid.UUID(str(value))
-    except ValueError:
-        scim_id = None
-    if scim_id is not None and str(scim_id) != value:
-        scim_id = None
+    scim_id = parse_id(value)
     if op is CompareOperator.eq:
         return left == scim_id if scim_id else false()
     return left != scim_id if scim_id else true()

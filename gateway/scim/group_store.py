@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
 from gateway.scim.listing import Source
-from gateway.scim.resources import GROUP, uniqueness_error
+from gateway.scim.resources import GROUP, parse_id, uniqueness_error
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_parameters
 from models.text import fold
@@ -30,13 +30,6 @@ GroupRow = Any  # a Row of the groups table
 
 # What /Groups lists read (gateway/scim/listing.py): every group of the tenant.
 GROUPS = Source(GROUP, tuple(Group.__table__.c))
-
-
-def parse_group_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 async def get(
@@ -76,10 +69,9 @@ async def resolve_users(
     """
     wanted: dict[uuid.UUID, str] = {}
     for value in scim_ids:
-        try:
-            wanted[uuid.UUID(value)] = value
-        except ValueError:
-            continue  # not an id we ever issued: not found
+        scim_id = parse_id(value)
+        if scim_id is not None:  # else not an id we ever issued: not found
+            wanted[scim_id] = value
     if not wanted:
         return {}
     query = select(User.scim_id, User.id).where(

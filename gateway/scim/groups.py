@@ -24,7 +24,7 @@ from gateway.scim.group_requests import Members, parse_group, parse_group_patch
 from gateway.scim.http import check_if_match, read_json, scim_json
 from gateway.scim.listing import Query
 from gateway.scim.render import Projection, etag, render_group
-from gateway.scim.resources import GROUP
+from gateway.scim.resources import GROUP, parse_id
 from models.outbox import EventKind
 
 ALWAYS_RETURNED = frozenset({"id", "schemas"})
@@ -57,7 +57,7 @@ async def list_groups(request: Request) -> Response:
 
 async def search_groups(request: Request) -> Response:
     """POST /Groups/.search (RFC 7644 §3.4.3)."""
-    query = Query.of_search(await read_json(request))
+    query = Query.of_search(await read_json(request, search=True))
     return await listing.respond(request, group_store.GROUPS, query, render_page)
 
 
@@ -116,7 +116,7 @@ async def create_group(request: Request) -> Response:
 
 async def get_group(request: Request) -> Response:
     projection = _projection_of(request)
-    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    group_id = parse_id(request.path_params["group_id"])
     async with reading(engine(request)) as conn:
         row = await group_store.get(conn, principal(request).tenant_id, group_id)
         return await _single(conn, row, request, projection)
@@ -125,7 +125,7 @@ async def get_group(request: Request) -> Response:
 async def replace_group(request: Request) -> Response:
     projection = _projection_of(request)
     data = parse_group(await read_json(request), replacing=True)
-    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    group_id = parse_id(request.path_params["group_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
@@ -143,7 +143,7 @@ async def replace_group(request: Request) -> Response:
 async def patch_group(request: Request) -> Response:
     projection = _projection_of(request)
     changes = parse_group_patch(await read_json(request))
-    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    group_id = parse_id(request.path_params["group_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)
@@ -214,7 +214,7 @@ def _renamed(before: Any, after: Any) -> bool:
 
 
 async def delete_group(request: Request) -> Response:
-    group_id = group_store.parse_group_id(request.path_params["group_id"])
+    group_id = parse_id(request.path_params["group_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await group_store.get(conn, who.tenant_id, group_id, for_update=True)

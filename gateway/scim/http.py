@@ -57,8 +57,13 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def read_json(request: Request) -> Any:
-    """The request body as JSON, with the SCIM errors a client can act on."""
+async def read_json(request: Request, *, search: bool = False) -> Any:
+    """The request body as JSON, with the SCIM errors a client can act on.
+
+    :param search: the body is a SearchRequest (RFC 7644 §3.4.3), whose
+        ``filter`` is a filter: a NUL in it is 400 invalidFilter, as in a
+        GET's ``?filter=``, not invalidValue.
+    """
     settings: Settings = request.app.state.settings
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in _JSON_MEDIA_TYPES:
@@ -77,7 +82,7 @@ async def read_json(request: Request) -> Any:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise errors.InvalidSyntax(f"The request body is not valid JSON: {exc}.") from None
-    problem = _shape_problem(data)
+    problem = _shape_problem(data, search=search)
     if problem:
         raise problem
     return data
@@ -89,12 +94,16 @@ async def read_json(request: Request) -> Any:
 MAX_NESTING = 32
 
 
-def _shape_problem(data: Any) -> errors.ScimError | None:
+def _shape_problem(data: Any, *, search: bool = False) -> errors.ScimError | None:
     """A NUL character or absurd nesting anywhere in the body, found without recursion."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
     while stack:
-        value, depth = stack.pop()
+        value, depth, under = stack.pop()  # under: the top-level member it is in
         if isinstance(value, str):
+            if "\x00" in value and search and under == "filter":
+                return errors.InvalidFilter(
+                    "The filter contains a NUL or an invalid Unicode character."
+                )
             if "\x00" in value:
                 # JSON allows \u0000; PostgreSQL text and jsonb cannot store it.
                 return errors.InvalidValue(
@@ -112,7 +121,7 @@ def _shape_problem(data: Any) -> errors.ScimError | None:
                     return errors.InvalidValue(
                         "A name in the request body contains a NUL character (\\u0000)."
                     )
-                stack.append((item, depth + 1))
+                stack.append((item, depth + 1, key if depth == 1 else under))
     return None
 
 

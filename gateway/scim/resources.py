@@ -26,6 +26,7 @@ Adding an attribute: docs/architecture.md, "Adding an attribute".
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -56,6 +57,23 @@ COMMON_FILTER_ATTRIBUTES = (
     "meta.lastModified",
     "meta.resourceType",
 )
+
+
+def parse_id(value: Any) -> uuid.UUID | None:
+    """The SCIM id a client names, or None when it is not one we issued.
+
+    RFC 7643 §3.1: an id is caseExact, and ours are UUIDs in their canonical
+    lowercase form; another spelling of the same UUID (upper case, no dashes,
+    ``urn:uuid:…``) is not our id. Every endpoint, member list and filter
+    reads ids through here, for every resource type.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == value else None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def _conditions(
 
 
 async def search_everything(request: Request) -> Response:
-    body = await read_json(request)
+    body = await read_json(request, search=True)
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
     if body.get("cursor") is not None or body.get("sortBy"):

@@ -92,13 +92,6 @@ _COLUMNS = (
 )
 
 
-def parse_scim_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 # Built once, like the statements of create() below.
 _LIVE_USER = select(*_COLUMNS).where(
     c.tenant_id == bindparam("tenant_id"), c.scim_id == bindparam("scim_id"), c.deleted_at.is_(None)

@@ -26,7 +26,7 @@ from gateway.scim.render import (
     list_response,
     render_user,
 )
-from gateway.scim.resources import USER
+from gateway.scim.resources import USER, parse_id
 from gateway.scim.schema import parse_user
 
 SEARCH_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -59,7 +59,7 @@ async def list_users(request: Request) -> Response:
 
 async def search_users(request: Request) -> Response:
     """POST /Users/.search (RFC 7644 §3.4.3)."""
-    return await search_users_with(request, await read_json(request))
+    return await search_users_with(request, await read_json(request, search=True))
 
 
 async def search_users_with(request: Request, body: Any) -> Response:
@@ -107,7 +107,7 @@ async def create_user(request: Request) -> Response:
 
 async def get_user(request: Request) -> Response:
     projection = _projection(request)
-    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    scim_id = parse_id(request.path_params["user_id"])
     async with reading(engine(request)) as conn:
         row = await store.get_live(conn, principal(request).tenant_id, scim_id)
     return _single(row, request, projection)
@@ -116,7 +116,7 @@ async def get_user(request: Request) -> Response:
 async def replace_user(request: Request) -> Response:
     projection = _projection(request)
     body = await read_json(request)
-    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    scim_id = parse_id(request.path_params["user_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
@@ -134,7 +134,7 @@ async def patch_user(request: Request) -> Response:
     # gateway/scim/limits.py): in a worker thread, so that the event loop keeps
     # serving every other tenant meanwhile.
     patch = await run_in_threadpool(parse_patch, await read_json(request))
-    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    scim_id = parse_id(request.path_params["user_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)
@@ -146,7 +146,7 @@ async def patch_user(request: Request) -> Response:
 
 
 async def delete_user(request: Request) -> Response:
-    scim_id = store.parse_scim_id(request.path_params["user_id"])
+    scim_id = parse_id(request.path_params["user_id"])
     who = actor(request)
     async with writing(engine(request)) as conn:
         current = await store.get_live(conn, who.tenant_id, scim_id, for_update=True)

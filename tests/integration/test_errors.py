@@ -185,7 +185,7 @@ async def test_a_value_postgresql_refuses_is_400_not_500(
     # database and is refused there, the IdP still gets a SCIM 400.
     from gateway.scim import http
 
-    monkeypatch.setattr(http, "_shape_problem", lambda value: None)
+    monkeypatch.setattr(http, "_shape_problem", lambda value, **options: None)
     response = await client.post("/Users", json=user_body("nul\u0000@acme.test"))
     assert_scim_error(response, 400, "invalidValue")
 
