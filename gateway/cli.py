@@ -42,7 +42,7 @@ from sqlalchemy import Connection, create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from gateway import operations, role_mappings, tenancy
+from gateway import role_mappings, side_effects, staff_history, tenancy
 from gateway.addresses import is_control_character
 from gateway.admin import accounts
 from gateway.settings import Settings
@@ -222,7 +222,7 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
         _say(f"Tenant {args.slug!r} is now on the {args.plan} plan.")
     elif args.command == "tenant" and args.action == "set":
         if args.notify_email is not None:
-            operations.set_notify_email(conn, args.slug, args.notify_email or None)
+            tenancy.set_notify_email(conn, args.slug, args.notify_email or None)
             _say(f"Notifications for {args.slug!r} go to {args.notify_email or 'nobody'}.")
         guard = {
             "guard_percent": args.guard_percent,
@@ -230,20 +230,20 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
             "guard_window_minutes": args.guard_window_minutes,
         }
         if any(value is not None for value in guard.values()):
-            operations.set_guard(conn, args.slug, **guard)
+            tenancy.set_guard(conn, args.slug, **guard)
             _say(f"Mass-deprovision guard for {args.slug!r} updated.")
     elif args.command == "audit":
-        _print_audit(operations.audit_entries(conn, args.slug, args.user, args.since), args.json)
+        _print_audit(staff_history.audit_entries(conn, args.slug, args.user, args.since), args.json)
     elif args.command == "events" and args.action == "failed":
-        _print_dead_letters(operations.failed_side_effects(conn))
+        _print_dead_letters(side_effects.failed_side_effects(conn))
     elif args.command == "events" and args.action == "retry":
-        count = operations.retry_side_effects(conn, None if args.all else args.ids)
+        count = side_effects.retry_side_effects(conn, None if args.all else args.ids)
         _say(f"{count} failed side effect(s) put back in the outbox; the relay will retry them.")
     elif args.command == "checkout":
-        operations.record_checkout(conn, args.slug, args.email, args.asset_tag)
+        staff_history.record_checkout(conn, args.slug, args.email, args.asset_tag)
         _say(f"{args.asset_tag} checked out to {args.email}.")
     elif args.command == "guard" and args.action == "release":
-        count = operations.release_guard(conn, args.slug)
+        count = side_effects.release_guard(conn, args.slug)
         _say(f"Released {count} held deactivation(s) for {args.slug!r}; their effects run now.")
     elif args.command == "roles" and args.action == "map":
         changed = role_mappings.map_group(conn, args.slug, args.group, args.role)
@@ -258,7 +258,7 @@ def _dispatch(args: argparse.Namespace, conn: Connection, settings: Settings) ->
         for mapping in mappings:
             _say(mapping.group_name, mapping.role, f"{mapping.members} members", sep="\t")
     elif args.command == "checkin":
-        operations.record_checkin(conn, args.slug, args.asset_tag)
+        staff_history.record_checkin(conn, args.slug, args.asset_tag)
         _say(f"{args.asset_tag} checked in.")
     elif args.command == "scim" and args.action in ("enable", "rotate"):
         issue = tenancy.issue_token if args.action == "enable" else tenancy.rotate_token
@@ -314,7 +314,7 @@ def _print_demo_notifications(conn: Connection, slug: str) -> None:
     address = conn.scalar(select(Tenant.notify_email).where(Tenant.slug == slug))
     if address is None:
         address = f"admin@{slug}.example"
-        operations.set_notify_email(conn, slug, address)
+        tenancy.set_notify_email(conn, slug, address)
     _say(f"Notifications (leaver alerts, digests) go to {address}")
 
 
@@ -345,7 +345,7 @@ def _change_text(name: str, change: Any) -> str:
     return f"{name}: {before!r} -> {after!r}"
 
 
-def _print_dead_letters(letters: list[operations.DeadLetter]) -> None:
+def _print_dead_letters(letters: list[side_effects.DeadLetter]) -> None:
     if not letters:
         _say("No failed side effects.")
         return

@@ -1,5 +1,6 @@
-"""Tenant and SCIM-credential operations shared by the CLI (and, later, the admin pages),
-and the one reading of a Host header (which tenant a request's host names).
+"""Tenant and SCIM-credential operations and tenant settings (notification
+address, guard thresholds), shared by the CLI and the admin pages, and the
+one reading of a Host header (which tenant a request's host names).
 
 The operations are synchronous on purpose: they run from the operator
 command, not on the IdP's request path.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway.addresses import is_email_address
 from gateway.tokens import display_prefix, generate_token, hash_token
 from models.tenants import Plan, ScimCredential, Tenant
 
@@ -221,3 +223,35 @@ def _revoke(conn: Connection, tenant_id: object) -> None:
         .where(ScimCredential.tenant_id == tenant_id, ScimCredential.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
+
+
+# -- Tenant settings -----------------------------------------------------------
+
+
+def set_notify_email(conn: Connection, slug: str, address: str | None) -> None:
+    if address is not None and not is_email_address(address):
+        raise OperatorError(f"{address!r} is not an email address.")
+    tenant_id = tenant_id_for(conn, slug)
+    conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(notify_email=address))
+
+
+def set_guard(
+    conn: Connection,
+    slug: str,
+    guard_percent: int | None = None,
+    guard_min_users: int | None = None,
+    guard_window_minutes: int | None = None,
+) -> None:
+    values = {
+        name: value
+        for name, value in (
+            ("guard_percent", guard_percent),
+            ("guard_min_users", guard_min_users),
+            ("guard_window_minutes", guard_window_minutes),
+        )
+        if value is not None
+    }
+    if any(value < 1 for value in values.values()) or values.get("guard_percent", 1) > 100:
+        raise OperatorError("Guard settings are positive whole numbers; the percent is 1-100.")
+    tenant_id = tenant_id_for(conn, slug)
+    conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(**values))

@@ -64,7 +64,7 @@ def build_message(settings: WorkerSettings, to: str, subject: str, body: str) ->
     """The email; ``subject`` may hold anything (it goes through ``header_text``).
 
     ``to`` is the tenant's notification address, checked when the operator
-    sets it (gateway/operations.py), and From is configuration: neither
+    sets it (gateway/tenancy.py), and From is configuration: neither
     comes from users' data.
     """
     message = EmailMessage()

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway import operations
+from gateway import side_effects
 from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
@@ -258,7 +258,7 @@ async def retry(request: Request, admin: AdminContext) -> Response:
                 admin=admin,
             )
         try:
-            await conn.run_sync(operations.retry_side_effects, ids)
+            await conn.run_sync(side_effects.retry_side_effects, ids)
         except OperatorError as exc:
             return message_page(request, 409, "Not retried", str(exc), admin=admin)
     return RedirectResponse("/activity?notice=retried", status_code=303)
@@ -277,7 +277,7 @@ async def release_guard(request: Request, admin: AdminContext) -> Response:
             admin=admin,
         )
     async with writing(request.app.state.engine) as conn:
-        await conn.run_sync(operations.release_guard, admin.tenant_slug)
+        await conn.run_sync(side_effects.release_guard, admin.tenant_slug)
     return RedirectResponse("/activity?notice=released", status_code=303)
 
 

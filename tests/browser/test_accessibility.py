@@ -15,7 +15,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page
 from sqlalchemy import Engine, insert, text, update
 
-from gateway import operations
+from gateway import staff_history
 from models.outbox import SideEffectRun
 from models.tenants import Plan, Tenant
 from tests.browser.conftest import OKTA, Site, add_admin, sign_in
@@ -83,7 +83,7 @@ def test_staff_pages_activity_and_errors(
             assert created.status_code == 201
             ids.append(created.json()["id"])
         with db.begin() as conn:
-            operations.record_checkout(conn, "acme", "ben@acme.test", "LAPTOP-1")
+            staff_history.record_checkout(conn, "acme", "ben@acme.test", "LAPTOP-1")
         patch = {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "value": {"active": False}}],

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
 
-from gateway import operations
+from gateway import staff_history
 from models.tenants import Plan
 from tests.browser.conftest import (
     ADMIN_EMAIL,
@@ -191,7 +191,7 @@ def test_provisioned_people_appear_and_a_leaver_keeps_their_checkout_history(
         shot(page, "2-search")
 
         with db.begin() as conn:
-            operations.record_checkout(conn, "acme", "lee@acme.test", "LAPTOP-7")
+            staff_history.record_checkout(conn, "acme", "lee@acme.test", "LAPTOP-7")
         deactivated = idp.patch(f"/Users/{ids['lee@acme.test']}", json=DEACTIVATE)
         assert deactivated.status_code == 200, deactivated.text
         assert deactivated.json()["active"] is False

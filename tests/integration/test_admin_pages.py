@@ -39,7 +39,7 @@ import httpx2
 import pytest
 from sqlalchemy import Engine, insert, text
 
-from gateway import operations
+from gateway import staff_history
 from gateway.admin import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -1007,10 +1007,10 @@ async def test_detail_shows_checkout_history_and_audit_trail(
     created = await provision(idp, "dee@acme.test", displayName="Dee Tail", title="Engineer")
     person = staff_id(db, "dee@acme.test")
     with db.begin() as conn:
-        operations.record_checkout(conn, "acme", "dee@acme.test", "MON-7")
-        operations.record_checkin(conn, "acme", "MON-7")
+        staff_history.record_checkout(conn, "acme", "dee@acme.test", "MON-7")
+        staff_history.record_checkin(conn, "acme", "MON-7")
     with db.begin() as conn:  # a later transaction: a later checked_out_at
-        operations.record_checkout(conn, "acme", "dee@acme.test", "LAPTOP-1")
+        staff_history.record_checkout(conn, "acme", "dee@acme.test", "LAPTOP-1")
 
     page = await signed_in.get(f"/staff/{person}")
     assert page.status_code == 200

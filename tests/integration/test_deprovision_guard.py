@@ -8,7 +8,7 @@ import httpx2
 import pytest
 from sqlalchemy import Engine
 
-from gateway import operations, tenancy
+from gateway import staff_history, tenancy
 from tests.conftest import TenantHandle, user_body
 from tests.db import scalar
 from tests.integration.cli import simpleams
@@ -29,8 +29,8 @@ async def test_a_burst_of_deactivations_is_held_until_an_admin_releases_it(
     database_url: str,
 ) -> None:
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
-        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
     ids = []
     for n in range(20):
         ids.append((await client.post("/Users", json=user_body(f"g{n:02}@acme.test"))).json()["id"])
@@ -53,9 +53,9 @@ async def test_a_burst_of_deactivations_is_held_until_an_admin_releases_it(
     assert "simpleams guard release acme" in alert[0].get_content()
     # A held leaver keeps access until an admin decides; a locked one does not.
     with db.begin() as conn:
-        operations.record_checkout(conn, tenant.slug, "g05@acme.test", "KEY-5")
+        staff_history.record_checkout(conn, tenant.slug, "g05@acme.test", "KEY-5")
         with pytest.raises(tenancy.OperatorError, match="locked out"):
-            operations.record_checkout(conn, tenant.slug, "g00@acme.test", "KEY-0")
+            staff_history.record_checkout(conn, tenant.slug, "g00@acme.test", "KEY-0")
 
     released = simpleams(database_url, "guard", "release", tenant.slug)
     assert released.returncode == 0, released.stderr

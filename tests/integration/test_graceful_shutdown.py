@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx2
 from sqlalchemy import Engine, text
 
-from gateway import operations
+from gateway import staff_history
 from tests.conftest import TenantHandle, user_body
 from tests.integration.live_server import gateway_process
 from tests.integration.pipeline import RedisServer, procfile_process, wait_for
@@ -75,7 +75,7 @@ async def test_sigterm_to_a_worker_lets_its_running_task_finish(
         ):
             created = (await client.post("/Users", json=user_body("term@acme.test"))).json()
             with db.begin() as conn:
-                operations.record_checkout(conn, tenant.slug, "term@acme.test", "DOCK-1")
+                staff_history.record_checkout(conn, tenant.slug, "term@acme.test", "DOCK-1")
             wait_for(lambda: _unsettled(db) == 0, "the creation's effects")
 
             with db.connect() as blocker:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from gateway import operations
+from gateway import tenancy
 from models.outbox import ProvisioningEvent
 from tests.conftest import TenantHandle, user_body
 from tests.db import scalar
@@ -45,8 +45,8 @@ async def test_a_delete_then_an_inactive_rehire_counts_as_leaving(
     client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
 ) -> None:
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
-        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
     names = [f"r{n:02}@acme.test" for n in range(20)]
     ids = [(await client.post("/Users", json=user_body(name))).json()["id"] for name in names]
     wait_for(lambda: settled(db), "the creations' effects")
@@ -71,8 +71,8 @@ async def test_users_created_in_the_burst_do_not_raise_the_threshold(
     client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
 ) -> None:
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
-        operations.set_guard(conn, tenant.slug, guard_percent=50, guard_min_users=3)
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_guard(conn, tenant.slug, guard_percent=50, guard_min_users=3)
     real = [
         (await client.post("/Users", json=user_body(f"staff{n:02}@acme.test"))).json()["id"]
         for n in range(20)
@@ -107,7 +107,7 @@ async def test_a_leaver_the_guard_allowed_is_locked_whichever_task_runs_first(
     leavers unlocked though the guard allowed them.
     """
     with db.begin() as conn:
-        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+        tenancy.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
     names = [f"q{n:02}@acme.test" for n in range(20)]
     ids = [(await client.post("/Users", json=user_body(name))).json()["id"] for name in names]
     with db.begin() as conn:  # the staff were there before the burst

@@ -23,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, text
 
-from gateway import operations, role_mappings
+from gateway import role_mappings, side_effects, staff_history, tenancy
 from tests.conftest import TenantHandle, user_body
 from tests.db import scalar
 from tests.integration.live_server import free_port
@@ -206,8 +206,8 @@ async def test_every_alert_about_a_hostile_name_arrives_with_a_single_line_subje
     """Digest, new admin (made by the IdP and by an administrator) and leaver
     alerts, for every hostile name; none becomes a dead letter."""
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, ADMINS)
-        operations.set_guard(conn, tenant.slug, guard_min_users=1000)
+        tenancy.set_notify_email(conn, tenant.slug, ADMINS)
+        tenancy.set_guard(conn, tenant.slug, guard_min_users=1000)
         role_mappings.map_group(conn, tenant.slug, "IdP Admins", "admin")
     for name in ("worker", "relay", "beat"):
         pipeline.start(name)
@@ -224,7 +224,7 @@ async def test_every_alert_about_a_hostile_name_arrives_with_a_single_line_subje
         changed = role_mappings.map_group(conn, tenant.slug, "Later Admins", "admin")
         assert changed == len(ids) - half
         for n in range(len(ids)):
-            operations.record_checkout(conn, tenant.slug, f"h{n:02}@acme.test", f"LAPTOP-{n}")
+            staff_history.record_checkout(conn, tenant.slug, f"h{n:02}@acme.test", f"LAPTOP-{n}")
     for scim_id in ids:
         assert (
             await client.patch(f"/Users/{scim_id}", json=DEACTIVATE, headers=OKTA)
@@ -288,14 +288,14 @@ async def test_the_mass_deprovision_alert_and_released_leavers_arrive_for_hostil
 ) -> None:
     """The guard's own alert, then the leaver alerts it held, once released."""
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, ADMINS)
-        operations.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
+        tenancy.set_notify_email(conn, tenant.slug, ADMINS)
+        tenancy.set_guard(conn, tenant.slug, guard_percent=10, guard_min_users=3)
     pipeline.start("worker")
     pipeline.start("relay")
     ids = await create_hostile_users(client, tenant)
     with db.begin() as conn:
         for n in range(len(ids)):
-            operations.record_checkout(conn, tenant.slug, f"h{n:02}@acme.test", f"KEY-{n}")
+            staff_history.record_checkout(conn, tenant.slug, f"h{n:02}@acme.test", f"KEY-{n}")
     wait_for(lambda: settled(db), "the creations' effects")
     for scim_id in ids:
         assert (await client.patch(f"/Users/{scim_id}", json=DEACTIVATE)).status_code == 200
@@ -308,7 +308,7 @@ async def test_the_mass_deprovision_alert_and_released_leavers_arrive_for_hostil
     assert len(sink.subjects(r"^Leaver ")) == 3  # under the threshold: sent at once
 
     with db.begin() as conn:
-        assert operations.release_guard(conn, tenant.slug) == len(ids) - 3
+        assert side_effects.release_guard(conn, tenant.slug) == len(ids) - 3
     wait_for(
         lambda: settled(db) and len(sink.subjects(r"^Leaver ")) == len(ids), "the released alerts"
     )
@@ -343,7 +343,7 @@ async def test_alerts_name_the_user_as_named_when_the_event_happened(
     """Renamed after the event and before the worker sends the alert: the
     alert names the old name (displayName, or the email when there is none)."""
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, ADMINS)
+        tenancy.set_notify_email(conn, tenant.slug, ADMINS)
         role_mappings.map_group(conn, tenant.slug, "Admins", "admin")
     ann = (
         await client.post("/Users", json=user_body("ann@acme.test", displayName="Ann Old"))
@@ -355,8 +355,8 @@ async def test_alerts_name_the_user_as_named_when_the_event_happened(
     del no_display["displayName"]
     carl = (await client.post("/Users", json=no_display)).json()
     with db.begin() as conn:
-        operations.record_checkout(conn, tenant.slug, "ann@acme.test", "LAPTOP-A")
-        operations.record_checkout(conn, tenant.slug, "carl@acme.test", "LAPTOP-C")
+        staff_history.record_checkout(conn, tenant.slug, "ann@acme.test", "LAPTOP-A")
+        staff_history.record_checkout(conn, tenant.slug, "carl@acme.test", "LAPTOP-C")
     group = {"schemas": [GROUP], "displayName": "Admins", "members": [{"value": bob["id"]}]}
     assert (await client.post("/Groups", json=group, headers=OKTA)).status_code == 201
     for user in (ann, carl):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import Engine, text
 
-from gateway import operations
+from gateway import staff_history, tenancy
 from tests.conftest import TenantHandle, user_body
 from tests.db import rows, scalar
 from tests.integration.cli import simpleams
@@ -26,13 +26,13 @@ async def test_a_scim_write_fans_out_to_audit_lock_and_email(
     client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
 ) -> None:
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
     for name in ("worker", "relay", "beat"):
         pipeline.start(name)
 
     created = (await client.post("/Users", json=user_body("lee@acme.test"))).json()
     with db.begin() as conn:
-        operations.record_checkout(conn, tenant.slug, "lee@acme.test", "LAPTOP-7")
+        staff_history.record_checkout(conn, tenant.slug, "lee@acme.test", "LAPTOP-7")
     deactivated = await client.patch(f"/Users/{created['id']}", json=DEACTIVATE)
     assert deactivated.status_code == 200
 
@@ -73,7 +73,7 @@ async def test_an_initial_sync_is_one_digest_not_one_email_per_user(
     client: httpx2.AsyncClient, db: Engine, tenant: TenantHandle, pipeline: Pipeline
 ) -> None:
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
     okta = {"User-Agent": "Okta SCIM Client 1.0.0"}
     for n in range(40):
         response = await client.post("/Users", json=user_body(f"u{n}@acme.test"), headers=okta)
@@ -124,7 +124,7 @@ async def test_a_task_killed_mid_run_runs_again_and_its_effect_happens_once(
     pipeline.start("relay")
     created = (await client.post("/Users", json=user_body("kat@acme.test"))).json()
     with db.begin() as conn:
-        operations.record_checkout(conn, tenant.slug, "kat@acme.test", "PHONE-3")
+        staff_history.record_checkout(conn, tenant.slug, "kat@acme.test", "PHONE-3")
     wait_for(lambda: settled(db), "the creation's effects")
 
     # Hold the checkout row so the lock task blocks mid-transaction.
@@ -301,7 +301,7 @@ async def test_someone_who_becomes_an_admin_is_announced_and_audited(
     from gateway import role_mappings
 
     with db.begin() as conn:
-        operations.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
+        tenancy.set_notify_email(conn, tenant.slug, "it-admins@acme.test")
         role_mappings.map_group(conn, tenant.slug, "SimpleAMS Admins", "admin")
     pipeline.start("worker")
     pipeline.start("relay")

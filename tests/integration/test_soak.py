@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import create_engine
 
-from gateway import operations
+from gateway import tenancy
 from gateway.cli import migrate
 from gateway.settings import Settings
 from tests.conftest import make_tenant
@@ -70,8 +70,8 @@ def test_a_user_sync_under_random_faults_loses_and_duplicates_nothing(tmp_path: 
         tenant = make_tenant(setup, "acme")
         with setup.begin() as conn:
             # Keep the mass-deprovision guard out of the way: ~10% deactivations are intended.
-            operations.set_guard(conn, "acme", guard_percent=100, guard_min_users=1_000_000)
-            operations.set_notify_email(conn, "acme", "it-admins@acme.test")
+            tenancy.set_guard(conn, "acme", guard_percent=100, guard_min_users=1_000_000)
+            tenancy.set_notify_email(conn, "acme", "it-admins@acme.test")
         setup.dispose()  # a PostgreSQL restart would leave this pool with dead connections
 
         with (
