@@ -22,17 +22,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-from scim2_models import Context, SCIMException
 from scim2_models import Group as ScimGroup
 
 from gateway.scim import errors
-from gateway.scim.schema import (
-    PATCH_OP_URN,
-    POLICY,
-    translate_scim_exception,
-    translate_validation_error,
-)
+from gateway.scim.schema import PATCH_OP_URN, validate
 
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 MAX_NAME_LENGTH = 256
@@ -93,16 +86,7 @@ def parse_group(body: Any, *, replacing: bool = False) -> GroupInput:
         raise errors.InvalidValue(f"'schemas' must list {GROUP_URN!r}.")
     members = next((value for key, value in body.items() if key.lower() == "members"), None)
     own = {key: value for key, value in body.items() if key.lower() not in _NOT_VALIDATED}
-    context = (
-        Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
-    )
-    try:
-        with POLICY:
-            group = ScimGroup.model_validate(own, scim_ctx=context)
-    except ValidationError as exc:
-        raise translate_validation_error(exc) from None
-    except SCIMException as exc:
-        raise translate_scim_exception(exc) from None
+    group = validate(ScimGroup, own, replacing=replacing)
     return GroupInput(
         display_name=_display_name(group.display_name),
         external_id=_external_id(group.external_id),

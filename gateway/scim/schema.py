@@ -19,7 +19,7 @@ RFC reading, and why:
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import Field, ValidationError
 from scim2_models import (
@@ -31,6 +31,7 @@ from scim2_models import (
     Mutability,
     Reference,
     Required,
+    Resource,
     SCIMException,
     ScimPolicy,
 )
@@ -142,17 +143,27 @@ def parse_user(
     check_active(body)
     # Okta and some clients omit "schemas"; the endpoint already says it is a User.
     body.setdefault("schemas", [CORE_USER_URN])
+    user = validate(ScimUser, body, replacing=replacing)
+    return to_input(user, stored=stored)
+
+
+M = TypeVar("M", bound=Resource[Any])
+
+
+def validate(model: type[M], body: dict[str, Any], *, replacing: bool) -> M:
+    """A POST (``replacing=False``) or PUT body validated by scim2-models against
+    a resource type's schema, under our policy, its errors as SCIM errors: the
+    one way every resource type's body is validated."""
     context = (
         Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
     )
     try:
         with POLICY:
-            user = ScimUser.model_validate(body, scim_ctx=context)
+            return model.model_validate(body, scim_ctx=context)
     except ValidationError as exc:
         raise translate_validation_error(exc) from None
     except SCIMException as exc:
         raise translate_scim_exception(exc) from None
-    return to_input(user, stored=stored)
 
 
 def load_stored(document: dict[str, Any]) -> ScimUser:
