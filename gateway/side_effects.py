@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, Select, delete, func, select, update
 
 from gateway.tenancy import OperatorError, tenant_id_for
 from models.outbox import ProvisioningEvent, RunStatus, SideEffectRun
@@ -29,8 +30,11 @@ class DeadLetter:
     failed_at: datetime
 
 
-def failed_side_effects(conn: Connection) -> list[DeadLetter]:
-    rows = conn.execute(
+def dead_letters(*columns: Any) -> Select[Any]:
+    """The failed side effects (dead letters): their run, their event's kind and
+    ``columns``. The one query the CLI (every tenant's) and the activity page
+    (one tenant's, with whom each is about) narrow and order."""
+    return (
         select(
             SideEffectRun.event_id,
             SideEffectRun.effect,
@@ -38,11 +42,17 @@ def failed_side_effects(conn: Connection) -> list[DeadLetter]:
             SideEffectRun.error,
             SideEffectRun.finished_at,
             ProvisioningEvent.kind,
-            Tenant.slug,
+            *columns,
         )
         .join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
-        .join(Tenant, Tenant.id == ProvisioningEvent.tenant_id)
         .where(SideEffectRun.status == RunStatus.failed.value)
+    )
+
+
+def failed_side_effects(conn: Connection) -> list[DeadLetter]:
+    rows = conn.execute(
+        dead_letters(Tenant.slug)
+        .join(Tenant, Tenant.id == ProvisioningEvent.tenant_id)
         .order_by(SideEffectRun.finished_at)
     ).all()
     return [

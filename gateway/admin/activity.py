@@ -24,6 +24,7 @@ from gateway import side_effects
 from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
+from gateway.side_effects import dead_letters
 from gateway.tenancy import OperatorError
 from models.event_kinds import EVENT_KINDS, idp_label
 from models.groups import Group
@@ -161,22 +162,11 @@ async def _recent(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str,
 async def _failed(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[Any]:
     # A group's failed side effect is listed too: the "failed" count and
     # "Retry all" include it, so the table must show it.
-    query = _with_subject(
-        select(
-            SideEffectRun.event_id,
-            SideEffectRun.effect,
-            SideEffectRun.attempts,
-            SideEffectRun.error,
-            SideEffectRun.finished_at,
-            ProvisioningEvent.kind,
-            *_SUBJECT,
-        ).join(ProvisioningEvent, ProvisioningEvent.id == SideEffectRun.event_id)
-    )
+    query = _with_subject(dead_letters(*_SUBJECT))
     return list(
         (
             await conn.execute(
-                query.where(SideEffectRun.status == RunStatus.failed.value)
-                .where(ProvisioningEvent.tenant_id == tenant_id)
+                query.where(ProvisioningEvent.tenant_id == tenant_id)
                 .order_by(desc(SideEffectRun.finished_at))
                 .limit(100)
             )
