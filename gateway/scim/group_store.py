@@ -94,25 +94,29 @@ async def create(
         .values(
             id=uuid.uuid4(),
             tenant_id=tenant_id,
-            display_name=display_name,
-            display_name_key=fold(display_name),
-            external_id=external_id,
+            **_columns({"display_name": display_name, "external_id": external_id}),
         )
         .returning(*Group.__table__.c),
     )
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """The columns a group's values set: with display_name, its folded key
+    (models/text.py), the one place a group's key is derived."""
+    if "display_name" not in values:
+        return values
+    return {**values, "display_name_key": fold(values["display_name"])}
 
 
 async def update_group(
     conn: AsyncConnection, group_id: uuid.UUID, values: dict[str, Any]
 ) -> GroupRow:
     """Set ``values`` (display_name, external_id) and bump the version."""
-    if "display_name" in values:
-        values = {**values, "display_name_key": fold(values["display_name"])}
     return await _write(
         conn,
         update(Group)
         .where(Group.id == group_id)
-        .values(**values, version=Group.version + 1, updated_at=func.now())
+        .values(**_columns(values), version=Group.version + 1, updated_at=func.now())
         .returning(*Group.__table__.c),
     )
 

@@ -61,8 +61,9 @@ async def read_json(request: Request, *, search: bool = False) -> Any:
     """The request body as JSON, with the SCIM errors a client can act on.
 
     :param search: the body is a SearchRequest (RFC 7644 §3.4.3), whose
-        ``filter`` is a filter: a NUL in it is 400 invalidFilter, as in a
-        GET's ``?filter=``, not invalidValue.
+        ``filter`` is a filter: a NUL in it is left to the filter compiler
+        (gateway/scim/filters.py), which refuses it as it refuses one in a
+        GET's ``?filter=`` (400 invalidFilter).
     """
     settings: Settings = request.app.state.settings
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -100,11 +101,7 @@ def _shape_problem(data: Any, *, search: bool = False) -> errors.ScimError | Non
     while stack:
         value, depth, under = stack.pop()  # under: the top-level member it is in
         if isinstance(value, str):
-            if "\x00" in value and search and under == "filter":
-                return errors.InvalidFilter(
-                    "The filter contains a NUL or an invalid Unicode character."
-                )
-            if "\x00" in value:
+            if "\x00" in value and not (search and under == "filter"):
                 # JSON allows \u0000; PostgreSQL text and jsonb cannot store it.
                 return errors.InvalidValue(
                     "A value in the request body contains a NUL character (\\u0000)."
