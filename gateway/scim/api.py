@@ -17,11 +17,17 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from gateway.failures import Answers, exception_handlers
-from gateway.scim import bulk, discovery, errors, groups, root_search, users
+from gateway.scim import bulk, discovery, errors, root_search
+from gateway.scim.endpoints import RESOURCE_ENDPOINTS
 from gateway.scim.openapi import openapi
 from gateway.scim.paths import CanonicalPaths, ResourceNames
 
-RESOURCE_ROUTES = users.routes + groups.routes + root_search.routes + bulk.routes + discovery.routes
+RESOURCE_ROUTES = [
+    *(route for endpoints in RESOURCE_ENDPOINTS for route in endpoints.routes()),
+    *root_search.routes,
+    *bulk.routes,
+    *discovery.routes,
+]
 
 
 class ScimAnswers:

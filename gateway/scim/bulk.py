@@ -33,10 +33,12 @@ from starlette.routing import Route, Router
 from starlette.types import Message
 
 from gateway.db import classify
-from gateway.scim import errors, groups, users
+from gateway.scim import errors
 from gateway.scim.context import base_url
+from gateway.scim.endpoints import RESOURCE_ENDPOINTS
 from gateway.scim.http import read_json, scim_json
 from gateway.scim.paths import ResourceNames
+from gateway.scim.resources import RESOURCE_TYPES
 
 BULK_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE_URN = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -48,14 +50,15 @@ _BULK_ID = "bulkId:"
 _targets = Router(
     routes=[
         route
-        for route in [*users.routes, *groups.routes]
-        if isinstance(route, Route)
-        and route.path in ("/Users", "/Users/{user_id}", "/Groups", "/Groups/{group_id}")
+        for endpoints in RESOURCE_ENDPOINTS
+        for route in endpoints.routes()
+        if not route.path.endswith("/.search")
     ],
     redirect_slashes=False,
 )
 _NAMES = ResourceNames(_targets.routes)  # /users is /Users, as outside a bulk request
-_PATH = re.compile(r"^/(?:Users|Groups)(?:/(?P<id>[^/?#]+))?$")
+_ENDPOINTS = "|".join(re.escape(resource.endpoint) for resource in RESOURCE_TYPES)
+_PATH = re.compile(f"^(?:{_ENDPOINTS})(?:/(?P<id>[^/?#]+))?$")
 
 
 async def bulk(request: Request) -> Response:

@@ -1,5 +1,12 @@
 """Group request bodies (POST/PUT) and PATCH operations -> what to change.
 
+A group's own attributes are validated and patched by the shared engine
+(gateway/scim/schema.validate, gateway/scim/patch.py), as a user's are. What
+is read here is what only groups have: ``members``, a list of user ids read
+in time linear in its length, and a PATCH's membership operations, kept as
+net changes so that applying them costs the number of changes, not the size
+of the group (gateway/scim/group_store.py).
+
 What Okta (Push Groups) and Entra send, all accepted:
 
 - Okta renames with ``replace`` and no path: ``{"id": …, "displayName": …}``;
@@ -22,12 +29,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from scim2_models import Context, PatchOp
 from scim2_models import Group as ScimGroup
 
 from gateway.scim import errors
-from gateway.scim.schema import PATCH_OP_URN, validate
+from gateway.scim.patch import apply_operations, read_operations, validate_operations
+from gateway.scim.resources import GROUP, GROUP_URN
+from gateway.scim.schema import validate
 
-GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 MAX_NAME_LENGTH = 256
 _MEMBER_PATH = re.compile(r'members\[\s*value\s+eq\s+"([^"]*)"\s*\]', re.IGNORECASE)
 
@@ -41,32 +50,8 @@ class GroupInput:
     display_name: str
     external_id: str | None
     members: Members
-
-
-@dataclass
-class GroupChanges:
-    """The net effect of a PATCH: attribute values, then membership."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    # Set when the whole member list is replaced (or removed): the new list.
-    replaced_members: Members | None = None
-    # scim id -> True (add) / False (remove), the last operation winning.
-    membership: dict[str, bool] = field(default_factory=dict)
-    displays: dict[str, str | None] = field(default_factory=dict)
-
-    def added(self) -> Members:
-        return {m: self.displays.get(m) for m, present in self.membership.items() if present}
-
-    def removed(self) -> list[str]:
-        return [member for member, present in self.membership.items() if not present]
-
-    def final_members(self) -> Members:
-        """With ``replaced_members``: the complete new list."""
-        final = dict(self.replaced_members or {})
-        final.update(self.added())
-        for member in self.removed():
-            final.pop(member, None)
-        return final
+    # Attribute names the client sent that groups do not have (ignored, noted).
+    ignored_attributes: list[str] = field(default_factory=list)
 
 
 def parse_group(body: Any, *, replacing: bool = False) -> GroupInput:
@@ -91,6 +76,7 @@ def parse_group(body: Any, *, replacing: bool = False) -> GroupInput:
         display_name=_display_name(group.display_name),
         external_id=_external_id(group.external_id),
         members=_members(members) if members is not None else {},
+        ignored_attributes=sorted(group.unknown_attributes),
     )
 
 
@@ -98,89 +84,107 @@ def parse_group(body: Any, *, replacing: bool = False) -> GroupInput:
 _NOT_VALIDATED = frozenset({"id", "meta", "members"})
 
 
-def parse_group_patch(body: Any) -> GroupChanges:
-    if not isinstance(body, dict):
-        raise errors.InvalidSyntax("A PATCH body must be a JSON object (RFC 7644 §3.5.2).")
-    schemas = body.get("schemas")
-    if schemas is not None and (not isinstance(schemas, list) or PATCH_OP_URN not in schemas):
-        raise errors.InvalidValue(f"'schemas' must be [{PATCH_OP_URN!r}].")
-    operations = body.get("Operations", body.get("operations"))
-    if not isinstance(operations, list) or not operations:
-        raise errors.InvalidSyntax("'Operations' must be a non-empty list (RFC 7644 §3.5.2).")
-    changes = GroupChanges()
-    for number, operation in enumerate(operations, start=1):
-        if not isinstance(operation, dict):
-            raise errors.InvalidSyntax(f"Operation {number} must be a JSON object.")
-        _apply_operation(changes, operation, number)
-    return changes
+@dataclass
+class GroupPatch:
+    """A group's PATCH, read: operations on its own attributes (applied by
+    the shared engine, gateway/scim/patch.py), then its membership as net
+    changes."""
+
+    attributes: PatchOp[ScimGroup] | None = None
+    # Set when the whole member list is replaced (or removed): the new list.
+    replaced_members: Members | None = None
+    # scim id -> True (add) / False (remove), the last operation winning.
+    membership: dict[str, bool] = field(default_factory=dict)
+    displays: dict[str, str | None] = field(default_factory=dict)
+
+    def added(self) -> Members:
+        return {m: self.displays.get(m) for m, present in self.membership.items() if present}
+
+    def removed(self) -> list[str]:
+        return [member for member, present in self.membership.items() if not present]
+
+    def final_members(self) -> Members:
+        """With ``replaced_members``: the complete new list."""
+        final = dict(self.replaced_members or {})
+        final.update(self.added())
+        for member in self.removed():
+            final.pop(member, None)
+        return final
 
 
-def _apply_operation(changes: GroupChanges, operation: dict[str, Any], number: int) -> None:
-    op = str(operation.get("op", "")).lower()
-    if op not in ("add", "remove", "replace"):
-        raise errors.InvalidSyntax(
-            f"Operation {number}: 'op' must be add, remove or replace, got {operation.get('op')!r}."
-        )
-    path = operation.get("path")
-    value = operation.get("value")
-    if path is None or path == "":
-        if op == "remove":
-            raise errors.NoTarget(
-                f"Operation {number}: a remove needs a 'path' (RFC 7644 §3.5.2.2)."
-            )
-        if not isinstance(value, dict):
-            raise errors.InvalidValue(
-                f"Operation {number}: without a 'path', 'value' must be an object of attributes."
-            )
-        for key, item in value.items():
-            _set_attribute(changes, op, key, item, number, whole_value=True)
-        return
-    if not isinstance(path, str):
-        raise errors.InvalidPath(f"Operation {number}: 'path' must be a string.")
-    attribute = path.strip()
-    if attribute.lower().startswith(GROUP_URN.lower() + ":"):
-        attribute = attribute[len(GROUP_URN) + 1 :]
-    one_member = _MEMBER_PATH.fullmatch(attribute)
-    if one_member is not None:
-        if op != "remove":
+def parse_group_patch(body: Any) -> GroupPatch:
+    """A group's PATCH body: the shared reading (patch.read_operations), with
+    ``members`` taken out as membership changes and the rest validated
+    against the Group schema (patch.validate_operations)."""
+    patch = GroupPatch()
+    own: list[dict[str, Any]] = []
+    for number, operation in enumerate(read_operations(body), start=1):
+        op, path = operation["op"], operation["path"]
+        if path is None:
+            value = dict(operation["value"])
+            key = next((key for key in value if key.lower() == "members"), None)
+            if key is not None:
+                _change_members(patch, op, value.pop(key))
+            if value:
+                own.append({**operation, "value": value})
+            continue
+        attribute = path.strip()
+        if attribute.lower().startswith(GROUP_URN.lower() + ":"):
+            attribute = attribute[len(GROUP_URN) + 1 :]
+        one_member = _MEMBER_PATH.fullmatch(attribute)
+        if one_member is not None:
+            if op != "remove":
+                raise errors.InvalidPath(
+                    f"Operation {number}: {path!r} can only be removed; " + _ADD_MEMBERS
+                )
+            patch.membership[one_member.group(1)] = False
+        elif attribute.lower() == "members":
+            _change_members(patch, op, operation.get("value"))
+        elif attribute.lower().startswith(("members.", "members[")):
             raise errors.InvalidPath(
-                f"Operation {number}: '{path}' can only be removed; add members with "
-                "path 'members' and a list of {{\"value\": id}}."
+                f"Operation {number}: members cannot be changed through {path!r}; " + _ADD_MEMBERS
             )
-        changes.membership[one_member.group(1)] = False
-        return
-    _set_attribute(changes, op, attribute, value, number, whole_value=False)
-
-
-def _set_attribute(
-    changes: GroupChanges, op: str, name: str, value: Any, number: int, *, whole_value: bool
-) -> None:
-    key = name.lower()
-    if key in ("id", "schemas", "meta"):
-        return  # Okta sends the id along with a rename; read-only, ignored
-    if key == "displayname":
-        if op == "remove":
-            raise errors.Mutability(
-                f"Operation {number}: displayName is required and cannot be removed."
-            )
-        changes.values["display_name"] = _display_name(value)
-    elif key == "externalid":
-        changes.values["external_id"] = None if op == "remove" else _external_id(value)
-    elif key == "members":
-        if op == "remove" and value is None:
-            changes.replaced_members, changes.membership = {}, {}
-        elif op == "replace":
-            changes.replaced_members, changes.membership = _members(value), {}
         else:
-            for member, display in _members(value).items():
-                changes.membership[member] = op == "add"
-                changes.displays[member] = display
-    elif not whole_value:
-        raise errors.InvalidPath(
-            f"Operation {number}: groups can be patched on displayName, externalId and "
-            f"members, not {name!r}."
-        )
-    # An unknown attribute inside a whole-resource value is ignored, as for users.
+            own.append(operation)
+    if own:
+        patch.attributes = validate_operations(GROUP, own, frozenset())
+    return patch
+
+
+_ADD_MEMBERS = (
+    'add or remove members with path "members" and a list of {"value": "<user id>"}, '
+    "or remove one with path 'members[value eq \"<user id>\"]'."
+)
+
+
+def _change_members(patch: GroupPatch, op: str, value: Any) -> None:
+    if op == "remove" and value is None:
+        patch.replaced_members, patch.membership = {}, {}
+    elif op == "replace":
+        patch.replaced_members, patch.membership = _members(value), {}
+    else:
+        for member, display in _members(value).items():
+            patch.membership[member] = op == "add"
+            patch.displays[member] = display
+
+
+def apply_group_patch(
+    display_name: str, external_id: str | None, patch: GroupPatch
+) -> tuple[dict[str, Any], list[str]]:
+    """The group's own attribute values after ``patch`` (display_name,
+    external_id), and the attributes it named that groups do not have."""
+    if patch.attributes is None:
+        return {}, []
+    group = ScimGroup.model_validate(
+        {"schemas": [GROUP_URN], "displayName": display_name, "externalId": external_id},
+        scim_ctx=Context.DEFAULT,
+    )
+    ignored = apply_operations(GROUP, group, patch.attributes)
+    values = {
+        "display_name": _display_name(group.display_name),
+        "external_id": _external_id(group.external_id),
+    }
+    return values, ignored
 
 
 def _display_name(value: Any) -> str:

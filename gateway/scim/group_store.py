@@ -1,4 +1,5 @@
-"""Groups in PostgreSQL: every statement a /Groups request runs, scoped to its tenant.
+"""Groups in PostgreSQL: every statement a /Groups request runs, scoped to its
+tenant, and ``GROUP_STORAGE``, what the shared endpoints (endpoints.py) call.
 
 Membership changes are set operations on ``group_members`` keyed by the
 changed users only (``INSERT … ON CONFLICT DO NOTHING``, ``DELETE … = ANY``),
@@ -19,8 +20,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.scim import errors
+from gateway.scim.group_requests import (
+    GroupInput,
+    GroupPatch,
+    Members,
+    apply_group_patch,
+    parse_group,
+    parse_group_patch,
+)
 from gateway.scim.listing import Source
+from gateway.scim.render import Projection, render_group
 from gateway.scim.resources import GROUP, parse_id, uniqueness_error
+from gateway.scim.store import note_unchanged, recompute_roles
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_parameters
 from models.text import fold
@@ -36,6 +47,7 @@ async def get(
     conn: AsyncConnection,
     tenant_id: uuid.UUID,
     group_id: uuid.UUID | None,
+    *,
     for_update: bool = False,
 ) -> GroupRow:
     if group_id is None:
@@ -85,7 +97,7 @@ async def resolve_users(
     return {wanted[row.scim_id]: row.id for row in rows}
 
 
-async def create(
+async def insert_group(
     conn: AsyncConnection, tenant_id: uuid.UUID, display_name: str, external_id: str | None
 ) -> GroupRow:
     return await _write(
@@ -184,9 +196,13 @@ async def record_event(
     group_id: uuid.UUID,
     kind: EventKind,
     changes: dict[str, Any],
+    ignored_attributes: list[str] | None = None,
 ) -> None:
     """A group's provisioning event (audited); member ids are staff ids (users.id)."""
-    await conn.execute(EVENT_INSERT, event_parameters(actor, kind, changes, group_id=group_id))
+    parameters = event_parameters(
+        actor, kind, changes, group_id=group_id, ignored_attributes=ignored_attributes or None
+    )
+    await conn.execute(EVENT_INSERT, parameters)
 
 
 def membership_changes(joined: set[uuid.UUID], left: set[uuid.UUID]) -> dict[str, Any]:
@@ -271,3 +287,161 @@ async def _write(conn: AsyncConnection, statement: Any) -> GroupRow:
         if refused is None:
             raise
         raise refused from None
+
+
+class GroupStorage:
+    """Groups, as the endpoints of every type see them (gateway/scim/endpoints.py).
+
+    Membership changes are applied as changes (who joined, who left), never
+    by loading the member list; each member's role follows from their groups
+    (models/roles.py) and is recomputed for those who moved, or for every
+    member when a rename may map the group to another role.
+    """
+
+    source = GROUPS
+    patch_answers_resource = False  # 204 unless a projection asks (endpoints.py)
+
+    def parse(self, body: Any, *, current: GroupRow | None) -> GroupInput:
+        return parse_group(body, replacing=current is not None)
+
+    def parse_patch(self, body: Any) -> GroupPatch:
+        return parse_group_patch(body)
+
+    get = staticmethod(get)
+
+    async def create_if_new(
+        self, conn: AsyncConnection, who: Actor, data: GroupInput
+    ) -> GroupRow | None:
+        return None  # members are resolved and locked first: one transaction
+
+    async def create(self, conn: AsyncConnection, who: Actor, data: GroupInput) -> GroupRow:
+        members = await _resolve_new_members(conn, who.tenant_id, data.members)
+        row = await insert_group(conn, who.tenant_id, data.display_name, data.external_id)
+        joined = await add_members(conn, row.id, members)
+        changes = {**_attribute_changes(None, row), **membership_changes(joined, set())}
+        await record_event(
+            conn, who, row.id, EventKind.group_created, changes, data.ignored_attributes
+        )
+        await recompute_roles(conn, who, joined)
+        return row
+
+    async def replace(
+        self, conn: AsyncConnection, who: Actor, current: GroupRow, data: GroupInput
+    ) -> GroupRow:
+        members = await _resolve_new_members(conn, who.tenant_id, data.members)
+        joined, left = await set_members(conn, current.id, members)
+        values = {"display_name": data.display_name, "external_id": data.external_id}
+        row = await _new_version(conn, current, values, joined | left)
+        await _record_update(conn, who, current, row, joined, left, data.ignored_attributes)
+        touched = joined | left | (set(members) if _renamed(current, row) else set())
+        await recompute_roles(conn, who, touched)
+        return row
+
+    async def patch(
+        self, conn: AsyncConnection, who: Actor, current: GroupRow, patch: GroupPatch
+    ) -> GroupRow:
+        values, ignored = apply_group_patch(current.display_name, current.external_id, patch)
+        if patch.replaced_members is not None:
+            members = await _resolve_new_members(conn, who.tenant_id, patch.final_members())
+            joined, left = await set_members(conn, current.id, members)
+        else:
+            added = await _resolve_new_members(conn, who.tenant_id, patch.added())
+            # Removing someone who is not a member (or not a user) changes nothing:
+            # an IdP retrying a remove must not get an error.
+            removed = await resolve_users(conn, who.tenant_id, patch.removed())
+            joined = await add_members(conn, current.id, added)
+            left = await remove_members(conn, current.id, set(removed.values()))
+        row = await _new_version(conn, current, values, joined | left)
+        await _record_update(conn, who, current, row, joined, left, ignored)
+        touched = joined | left
+        if _renamed(current, row):
+            # The group may now map to another role (or none): every member.
+            touched |= await member_user_ids(conn, row.id)
+        await recompute_roles(conn, who, touched)
+        return row
+
+    async def delete(self, conn: AsyncConnection, who: Actor, current: GroupRow) -> None:
+        members = await member_user_ids(conn, current.id)
+        await delete_group(conn, current.id)
+        changes = {
+            "displayName": [current.display_name, None],
+            **membership_changes(set(), members),
+        }
+        await record_event(conn, who, current.id, EventKind.group_deleted, changes)
+        await recompute_roles(conn, who, members)
+
+    async def render(
+        self, conn: AsyncConnection, rows: list[GroupRow], projection: Projection, url: str
+    ) -> list[dict[str, Any]]:
+        """Groups, with their members (one query for the page) when wanted."""
+        members = (
+            await members_json(conn, [row.id for row in rows], url)
+            if projection.wants("members")
+            else {}
+        )
+        return [
+            projection.apply(render_group(row, members.get(row.id) if members else None, url))
+            for row in rows
+        ]
+
+
+GROUP_STORAGE = GroupStorage()
+
+
+async def _resolve_new_members(
+    conn: AsyncConnection, tenant_id: uuid.UUID, members: Members
+) -> dict[uuid.UUID, str | None]:
+    """Staff row id -> display of each new member; 400 if any is not a live user here."""
+    found = await resolve_users(conn, tenant_id, members, joining=True)
+    missing = [value for value in members if value not in found]
+    if missing:
+        shown = ", ".join(repr(value) for value in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise errors.InvalidValue(
+            f"No user with id {shown}{more} in this workspace: members must be users "
+            "provisioned to this workspace (and not deleted). Nothing was changed."
+        )
+    return {found[value]: display for value, display in members.items()}
+
+
+async def _new_version(
+    conn: AsyncConnection, current: GroupRow, values: dict[str, Any], moved: set[uuid.UUID]
+) -> GroupRow:
+    """The group after a write: a new version if anything changed, else as it was
+    (as for users, a write that changes nothing keeps the version and ETag)."""
+    different = {name: value for name, value in values.items() if getattr(current, name) != value}
+    if not different and not moved:
+        return current
+    return await update_group(conn, current.id, different)
+
+
+def _attribute_changes(before: GroupRow | None, after: GroupRow) -> dict[str, list[Any]]:
+    """displayName and externalId, before -> after, where they differ."""
+    changes = {}
+    for wire, name in (("displayName", "display_name"), ("externalId", "external_id")):
+        old = getattr(before, name) if before is not None else None
+        new = getattr(after, name)
+        if old != new:
+            changes[wire] = [old, new]
+    return changes
+
+
+async def _record_update(
+    conn: AsyncConnection,
+    who: Actor,
+    before: GroupRow,
+    after: GroupRow,
+    joined: set[uuid.UUID],
+    left: set[uuid.UUID],
+    ignored_attributes: list[str],
+) -> None:
+    changes = {**_attribute_changes(before, after), **membership_changes(joined, left)}
+    if not changes:  # a write that changes nothing records nothing, as for users
+        note_unchanged(who, ignored_attributes)
+        return
+    await record_event(conn, who, after.id, EventKind.group_updated, changes, ignored_attributes)
+
+
+def _renamed(before: GroupRow, after: GroupRow) -> bool:
+    # Role mappings match names case-insensitively (models/roles.py).
+    return bool(before.display_name_key != after.display_name_key)

@@ -8,7 +8,7 @@ table reads in order (``ix_users_live_created``, ``ix_groups_tenant_created``).
 =======================================  ===============================================
 request                                  path (why: the note of the same number)
 =======================================  ===============================================
-plain ``userName eq "…"``, first page,   users only: ``store.find_by_user_name``, a
+plain ``userName eq "…"``, first page,   ``Source.lookup`` (users: ``userName``), a
 no sortBy or cursor                      statement built once (1)
 ``cursor=`` (RFC 9865)                   ``page_by_cursor``: a keyset range scan after
                                          (or before) the cursor's position (2)
@@ -67,6 +67,20 @@ MAX_START_INDEX = 2**31 - 1
 Row = Any  # a row of Source.columns
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """Path (1): the lookup an IdP makes before every write, answered by a
+    statement built once.
+
+    :param key: a filter's text -> the key it looks up, or None when the
+        filter is anything else (it then takes the general path).
+    :param rows: (connection, tenant id, key) -> the live rows with that key.
+    """
+
+    key: Callable[[str], str | None]
+    rows: Callable[[AsyncConnection, uuid.UUID, str], Awaitable[list[Row]]]
+
+
 @dataclass(frozen=True, eq=False)
 class Source:
     """Where the rows of one resource type's lists come from.
@@ -75,12 +89,14 @@ class Source:
     :param live: the rows SCIM sees (users the IdP deleted are kept, unseen).
     :param count_all: a cheap total of a tenant's live rows, with a
         ``tenant_id`` parameter, or None to count them.
+    :param lookup: the type's prebuilt lookup (path 1), if it has one.
     """
 
     resource: ResourceType
     columns: tuple[Any, ...]
     live: tuple[ColumnElement[bool], ...] = ()
     count_all: Select[Any] | None = None
+    lookup: Lookup | None = None
 
     @property
     def table(self) -> Table:
@@ -177,6 +193,10 @@ async def respond(request: Request, source: Source, query: Query, render: Render
     """The answer to a list or search of one resource type (the table above)."""
     resource = source.resource
     first, limit = query.first, query.limit
+    if source.lookup is not None and query.filter_text and first == 1 and limit > 0:
+        key = source.lookup.key(query.filter_text)
+        if key is not None and query.cursor is None and not query.sort_by:
+            return await _look_up(request, source, source.lookup, key, query, render)
     condition = compile_filter(resource, query.filter_text) if query.filter_text else None
     order_by = query.order_by(resource)
     projection = Projection(resource, query.attributes, query.excluded)
@@ -207,6 +227,16 @@ async def respond(request: Request, source: Source, query: Query, render: Render
     if rows and not order_by:
         _index_positions.remember(asked, first + len(rows), (rows[-1].created_at, rows[-1].id))
     return scim_json(list_response(resources, total, first))
+
+
+async def _look_up(
+    request: Request, source: Source, lookup: Lookup, key: str, query: Query, render: Renderer
+) -> Response:
+    projection = Projection(source.resource, query.attributes, query.excluded)
+    async with reading(engine(request)) as conn:
+        rows = await lookup.rows(conn, principal(request).tenant_id, key)
+        resources = await render(conn, rows, projection, base_url(request))
+    return scim_json(list_response(resources, len(rows), 1))
 
 
 async def _cursor_page(

@@ -1,24 +1,43 @@
-"""PATCH (RFC 7644 §3.5.2): parse the request, apply it to one version of a user.
+"""PATCH (RFC 7644 §3.5.2) for every resource type: read, validate, apply.
 
-scim2-models applies the operations atomically (all or none); this module
-normalises what Okta and Entra send before that, and notes the attributes a
-PATCH touched that we do not model.
+One engine for users and groups:
+
+1. ``read_operations`` checks what every PATCH body shares: an object whose
+   ``Operations`` is a non-empty list of objects, ``op`` one of add, remove
+   or replace (any case: Entra capitalises it), ``path`` a string when
+   given, a remove naming its target, ``schemas`` (when sent) listing the
+   PatchOp URN. Read-only attributes in a path-less value (Okta sends the
+   group's ``id`` along with a rename) are dropped, as on POST and PUT.
+2. ``validate_operations`` binds the operations to a resource type's
+   scim2-models class (``PatchOp[User]``, ``PatchOp[Group]``), within the
+   per-request bounds of gateway/scim/limits.py.
+3. ``apply_operations`` applies them to one version of the resource,
+   atomically (all operations or none), and names the attributes a PATCH
+   touched that the type does not model: those are ignored, never refused,
+   as on POST and PUT (a 400 would stop the customer's whole provisioning job).
+
+What stays type-specific is only what a type stores differently: a user's
+IdP quirks before validation (Entra's ``manager`` string and filtered
+keys, below) and a group's membership, which is applied as changes to the
+membership table, never to a loaded member list (gateway/scim/group_requests.py).
 """
 
+from __future__ import annotations
+
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-from scim2_models import Context, PatchOp, SCIMException
+from scim2_models import Context, PatchOp, Resource, SCIMException
 
 from gateway.scim import errors
 from gateway.scim.limits import check_multi_valued, check_patch_size
+from gateway.scim.resources import USER, ResourceType
 from gateway.scim.schema import (
-    CORE_USER_URN,
     ENTERPRISE_URN,
     MULTI_VALUED,
     PATCH_OP_URN,
     POLICY,
-    EnterpriseUser,
     ScimUser,
     UserInput,
     check_active,
@@ -29,35 +48,148 @@ from gateway.scim.schema import (
     translate_validation_error,
 )
 
+OPERATIONS = ("add", "remove", "replace")
+# Read-only on input (RFC 7644 §3.3): dropped from a path-less value.
+_READ_ONLY = frozenset({"id", "meta", "schemas"})
 
-def parse_patch(body: Any) -> PatchOp[ScimUser]:
-    """Validate a PATCH body (RFC 7644 §3.5.2) into a PatchOp bound to our User."""
+
+def read_operations(body: Any) -> list[dict[str, Any]]:
+    """The operations of a PATCH body, structurally checked, each as
+    ``{"op": <lowercase>, "path": str | None, "value": …}`` (``value`` only when sent).
+
+    Keys other than op, path and value are dropped: Entra adds ``name``.
+    """
     if not isinstance(body, dict):
-        raise errors.InvalidSyntax("The PATCH body must be a JSON object with 'Operations'.")
+        raise errors.InvalidSyntax(
+            "A PATCH body must be a JSON object with 'Operations' (RFC 7644 §3.5.2)."
+        )
+    schemas = body.get("schemas")
+    named = {str(s).lower() for s in schemas} if isinstance(schemas, list) else set()
+    if schemas is not None and PATCH_OP_URN.lower() not in named:
+        raise errors.InvalidValue(f"A PATCH body's 'schemas' must be [{PATCH_OP_URN!r}].")
     operations = body.get("Operations", body.get("operations"))
     if not isinstance(operations, list) or not operations:
         raise errors.InvalidSyntax(
             "A PATCH body needs a non-empty 'Operations' list (RFC 7644 §3.5.2)."
         )
-    check_patch_size(operations, MULTI_VALUED)
-    cleaned = []
-    for operation in operations:
-        if not isinstance(operation, dict):
-            raise errors.InvalidSyntax("Each PATCH operation must be a JSON object.")
-        # Entra adds keys such as "name" to operations; only these three mean anything.
-        op = {k: operation[k] for k in ("op", "path", "value") if k in operation}
-        _normalise_patch_value(op)
-        cleaned.extend(_split_filtered_keys(op))
+    return [_operation(operation, number) for number, operation in enumerate(operations, 1)]
+
+
+def _operation(operation: Any, number: int) -> dict[str, Any]:
+    if not isinstance(operation, dict):
+        raise errors.InvalidSyntax(f"Operation {number} must be a JSON object.")
+    op = operation.get("op")
+    if not isinstance(op, str) or op.lower() not in OPERATIONS:
+        raise errors.InvalidSyntax(
+            f"Operation {number}: 'op' must be add, remove or replace, got {op!r}."
+        )
+    path = operation.get("path")
+    if path == "":
+        path = None
+    if path is not None and not isinstance(path, str):
+        raise errors.InvalidPath(f"Operation {number}: 'path' must be a string.")
+    read: dict[str, Any] = {"op": op.lower(), "path": path}
+    if "value" in operation:
+        value = operation["value"]
+        if path is None and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k.lower() not in _READ_ONLY}
+        read["value"] = value
+    if path is None:
+        if read["op"] == "remove":
+            raise errors.NoTarget(
+                f"Operation {number}: a remove needs a 'path' (RFC 7644 §3.5.2.2)."
+            )
+        if not isinstance(read.get("value"), dict):
+            raise errors.InvalidValue(
+                f"Operation {number}: without a 'path', 'value' must be an object of attributes."
+            )
+    return read
+
+
+def validate_operations(
+    resource: ResourceType, operations: list[dict[str, Any]], multi_valued: frozenset[str]
+) -> PatchOp[Any]:
+    """The operations bound to the type's scim2-models class, within the
+    bounds of gateway/scim/limits.py (checked first: validation costs in
+    proportion to the values)."""
+    check_patch_size(operations, multi_valued)
     try:
         with POLICY:
-            return PatchOp[ScimUser].model_validate(
-                {"schemas": [PATCH_OP_URN], "Operations": cleaned},
+            return _patch_model(resource).model_validate(
+                {"schemas": [PATCH_OP_URN], "Operations": operations},
                 scim_ctx=Context.RESOURCE_PATCH_REQUEST,
             )
     except ValidationError as exc:
         raise translate_validation_error(exc) from None
     except SCIMException as exc:
         raise translate_scim_exception(exc) from None
+
+
+def apply_operations(
+    resource: ResourceType, target: Resource[Any], patch: PatchOp[Any]
+) -> list[str]:
+    """Apply a validated PATCH to ``target`` in place, all operations or none
+    (scim2-models works on a copy until every operation applied); returns the
+    attribute names it touched that the type does not model, sorted."""
+    try:
+        with POLICY:
+            patch.patch(target)
+    except ValidationError as exc:
+        raise translate_validation_error(exc) from None
+    except SCIMException as exc:
+        raise translate_scim_exception(exc) from None
+    unknown = set(getattr(target, "unknown_attributes", None) or ())
+    known = known_names(resource)
+    for operation in patch.operations or []:
+        if operation.path is not None:
+            if _head_attribute(resource, str(operation.path)) not in known:
+                unknown.add(str(operation.path))
+        elif isinstance(operation.value, dict):
+            unknown |= {k for k in operation.value if _head_attribute(resource, k) not in known}
+    return sorted(unknown)
+
+
+@cache
+def _patch_model(resource: ResourceType) -> type[PatchOp[Any]]:
+    return PatchOp[resource.model]  # type: ignore[name-defined]
+
+
+@cache
+def known_names(resource: ResourceType) -> frozenset[str]:
+    """Every attribute a PATCH of the type may name, lowercase: core ones
+    bare, extension ones as ``urn:…:name``, and the extensions' URNs."""
+    names = {"id", "externalid", "meta", "schemas"}
+    for path in resource.schema_attributes:
+        head = path.split(".", 1)[0].lower()
+        names.add(head)
+        if head.startswith("urn:"):
+            names.add(head.rsplit(":", 1)[0])
+    return frozenset(names)
+
+
+def _head_attribute(resource: ResourceType, path: str) -> str:
+    """The attribute a PATCH path starts with, lowercase.
+
+    ``urn:…:User:manager.value`` -> ``urn:…:user:manager``; ``emails[type eq "w"]`` -> ``emails``.
+    """
+    lowered = path.split("[", 1)[0].lower()
+    if lowered.startswith(resource.prefix.lower()):
+        lowered = lowered[len(resource.prefix) :]
+    for extension in resource.extensions:
+        urn = str(extension.__schema__).lower()
+        if lowered.startswith(urn + ":"):
+            return f"{urn}:{lowered[len(urn) + 1 :].split('.', 1)[0]}"
+    return lowered.split(".", 1)[0]
+
+
+# --- users --------------------------------------------------------------------
+
+
+def parse_patch(body: Any) -> PatchOp[ScimUser]:
+    """A user's PATCH body, validated (RFC 7644 §3.5.2), with Entra's shapes
+    normalised first (``_user_quirks``)."""
+    operations = [split for op in read_operations(body) for split in _user_quirks(op)]
+    return validate_operations(USER, operations, MULTI_VALUED)
 
 
 def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput:
@@ -67,98 +199,39 @@ def apply_patch(document: dict[str, Any], patch: PatchOp[ScimUser]) -> UserInput
     the endpoint runs it in a worker thread, off the event loop.
     """
     user = load_stored(document)
-    try:
-        with POLICY:
-            patch.patch(user)
-    except ValidationError as exc:
-        raise translate_validation_error(exc) from None
-    except SCIMException as exc:
-        raise translate_scim_exception(exc) from None
-    ignored = sorted({*user.unknown_attributes, *_operation_unknowns(patch)})
+    ignored = apply_operations(USER, user, patch)
     result = to_input(user, stored=document)
     check_multi_valued(result.document, MULTI_VALUED, stored=document)
     result.ignored_attributes = sorted({*result.ignored_attributes, *ignored})
     return result
 
 
-def _known_names() -> frozenset[str]:
-    core = {(f.serialization_alias or name).lower() for name, f in ScimUser.model_fields.items()}
-    core |= {_camel(name).lower() for name in ScimUser.model_fields}
-    enterprise = {_camel(name).lower() for name in EnterpriseUser.model_fields}
-    return frozenset(
-        core | {ENTERPRISE_URN.lower()} | {f"{ENTERPRISE_URN}:{n}".lower() for n in enterprise}
-    )
+def _user_quirks(op: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Entra sends a user, in the shapes scim2-models reads.
 
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _head_attribute(path: str) -> str:
-    """The attribute a PATCH path starts with, lowercased.
-
-    ``urn:…:User:manager.value`` -> ``urn:…:user:manager``; ``emails[type eq "w"]`` -> ``emails``.
+    - ``manager`` as a plain string (the manager's id) becomes ``{"value": id}``.
+    - A path-less value whose keys are value-filter paths (aadOptscim062020:
+      ``{"emails[type eq \\"work\\"].value": "x", "title": "T"}``) becomes one
+      operation per such key: scim2-models reads dotted and URN keys, not filtered ones.
+    - ``active`` must be a boolean or Entra's "True"/"False" (schema.check_active).
     """
-    path = path.split("[", 1)[0]
-    lowered = path.lower()
-    for urn in (CORE_USER_URN.lower() + ":", ""):
-        if urn and lowered.startswith(urn):
-            lowered = lowered[len(urn) :]
-    if lowered.startswith(ENTERPRISE_URN.lower() + ":"):
-        rest = lowered[len(ENTERPRISE_URN) + 1 :]
-        return f"{ENTERPRISE_URN.lower()}:{rest.split('.', 1)[0]}"
-    return lowered.split(".", 1)[0]
-
-
-def _operation_unknowns(patch: PatchOp[ScimUser]) -> list[str]:
-    """Attribute names a PATCH touched that we do not model (ignored, and noted)."""
-    known = _KNOWN_NAMES
-    unknown: list[str] = []
-    for operation in patch.operations or []:
-        if operation.path is not None:
-            if _head_attribute(str(operation.path)) not in known:
-                unknown.append(str(operation.path))
-        elif isinstance(operation.value, dict):
-            unknown += [k for k in operation.value if _head_attribute(k) not in known]
-    return unknown
-
-
-def _split_filtered_keys(op: dict[str, Any]) -> list[dict[str, Any]]:
-    """A path-less value whose keys are value-filter paths becomes one operation per such key.
-
-    Entra (aadOptscim062020) sends ``{"op": "Replace", "value":
-    {"emails[type eq \"work\"].value": "x", "title": "T"}}``; scim2-models
-    reads dotted and URN keys but not filtered ones, so those become ``path``s.
-    """
-    value = op.get("value")
-    if op.get("path") is not None or not isinstance(value, dict):
-        if isinstance(op.get("path"), str):
-            check_active({op["path"]: op.get("value")})
+    value, path = op.get("value"), op.get("path")
+    manager = f"{ENTERPRISE_URN}:manager".lower()
+    if path is not None:
+        if path.lower() == manager and isinstance(value, str):
+            op["value"] = {"value": value}
+        check_active({path: op.get("value")})
         return [op]
+    if not isinstance(value, dict):
+        return [op]
+    key = next((k for k in value if k.lower() == manager), None)
+    if key is not None and isinstance(value[key], str):
+        value[key] = {"value": value[key]}
+    normalise_manager(value)
     check_active(value)
     filtered = {key: item for key, item in value.items() if "[" in key}
     if not filtered:
         return [op]
     rest = {key: item for key, item in value.items() if "[" not in key}
-    split = [{"op": op.get("op"), "path": key, "value": item} for key, item in filtered.items()]
+    split = [{"op": op["op"], "path": key, "value": item} for key, item in filtered.items()]
     return ([{**op, "value": rest}] if rest else []) + split
-
-
-def _normalise_patch_value(op: dict[str, Any]) -> None:
-    value = op.get("value")
-    path = op.get("path")
-    if isinstance(path, str) and path.lower() == f"{ENTERPRISE_URN}:manager".lower():
-        # Entra: {"op": "Add", "path": "...:manager", "value": "<manager id>"}
-        if isinstance(value, str):
-            op["value"] = {"value": value}
-    elif isinstance(value, dict):
-        manager_key = next(
-            (k for k in value if k.lower() == f"{ENTERPRISE_URN}:manager".lower()), None
-        )
-        if manager_key and isinstance(value[manager_key], str):
-            value[manager_key] = {"value": value[manager_key]}
-        normalise_manager(value)
-
-
-_KNOWN_NAMES = _known_names()

@@ -33,9 +33,14 @@ def meta(resource: ResourceType, row: Any, scim_id: str, base_url: str) -> dict[
         "resourceType": resource.name,
         "created": _timestamp(row.created_at),
         "lastModified": _timestamp(row.updated_at),
-        "location": f"{base_url}{resource.endpoint}/{scim_id}",
+        "location": location(resource, scim_id, base_url),
         "version": etag(row.version),
     }
+
+
+def location(resource: ResourceType, scim_id: str, base_url: str) -> str:
+    """Where a resource lives (``meta.location``, a create's ``Location``)."""
+    return f"{base_url}{resource.endpoint}/{scim_id}"
 
 
 def render_user(row: Any, base_url: str) -> dict[str, Any]:

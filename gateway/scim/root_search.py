@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.db import reading
-from gateway.scim import errors, group_store, listing, store, users
+from gateway.scim import errors, group_store, listing, store
 from gateway.scim.context import base_url, engine, principal
 from gateway.scim.filters import compile_filter
 from gateway.scim.http import read_json, scim_json
@@ -51,7 +51,9 @@ async def search_everything(request: Request) -> Response:
     if not isinstance(body, dict):
         raise errors.InvalidSyntax("A search request must be a JSON object (RFC 7644 §3.4.3).")
     if body.get("cursor") is not None or body.get("sortBy"):
-        return await users.search_users_with(request, body)
+        return await listing.respond(
+            request, store.USERS, Query.of_search(body), store.USER_STORAGE.render
+        )
     query = Query.of_search(body)
     filter_text, first, limit = query.filter_text, query.first, query.limit
     attributes, excluded = query.attributes, query.excluded

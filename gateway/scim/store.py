@@ -32,12 +32,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.concurrency import run_in_threadpool
 
 from gateway.scim import errors
 from gateway.scim.attributes import indexed_columns
-from gateway.scim.listing import Source
+from gateway.scim.context import idp_of
+from gateway.scim.filters import user_name_equals
+from gateway.scim.listing import Lookup, Source
+from gateway.scim.patch import apply_patch, parse_patch
+from gateway.scim.render import Projection, render_user
 from gateway.scim.resources import USER, uniqueness_error
-from gateway.scim.schema import UserInput
+from gateway.scim.schema import UserInput, parse_user
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_insert, event_parameters
 from models.roles import role_change_events, role_statements
@@ -144,7 +149,13 @@ _LIVE_USERS = select(func.coalesce(func.sum(LiveUserCount.live), 0)).where(
 
 # What /Users lists read (gateway/scim/listing.py): live users, each with its
 # groups; an unfiltered total from the counter rows, not a count.
-USERS = Source(USER, _COLUMNS, (c.deleted_at.is_(None),), _LIVE_USERS)
+USERS = Source(
+    USER,
+    _COLUMNS,
+    (c.deleted_at.is_(None),),
+    _LIVE_USERS,
+    lookup=Lookup(user_name_equals, find_by_user_name),
+)
 
 
 def _person_keys(*, by_email: bool) -> list[ColumnElement[bool]]:
@@ -395,12 +406,7 @@ async def replace(
     if not changes:
         # Okta re-sends unchanged users; a no-op must not bump the version or
         # fan out side effects.
-        if data.ignored_attributes:
-            log.info(
-                "write changed nothing; ignored attributes request_id=%s names=%s",
-                actor.request_id,
-                ",".join(data.ignored_attributes),
-            )
+        note_unchanged(actor, data.ignored_attributes)
         return current
     kind = EventKind.user_updated
     if current.active and not columns["active"]:
@@ -415,6 +421,17 @@ async def replace(
         # A leaver's role follows their groups, whatever else set it (security review).
         await recompute_roles(conn, actor, [current.id])
     return row
+
+
+def note_unchanged(actor: Actor, ignored_attributes: list[str]) -> None:
+    """A write that changed nothing records no event; the attributes it
+    carried that the type does not model are logged instead (names only)."""
+    if ignored_attributes:
+        log.info(
+            "write changed nothing; ignored attributes request_id=%s names=%s",
+            actor.request_id,
+            ",".join(ignored_attributes),
+        )
 
 
 _LEAVE_GROUPS = delete(GroupMember).where(GroupMember.user_id == bindparam("row_id"))
@@ -522,3 +539,51 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
         elif old != new:
             changes[key] = [old, new]
     return changes
+
+
+class UserStorage:
+    """Users, as the endpoints of every type see them (gateway/scim/endpoints.py)."""
+
+    source = USERS
+    patch_answers_resource = True
+
+    def parse(self, body: Any, *, current: UserRow | None) -> UserInput:
+        if current is None:
+            return parse_user(body)
+        return parse_user(body, replacing=True, stored=current.attributes)
+
+    def parse_patch(self, body: Any) -> Any:
+        return parse_patch(body)
+
+    get = staticmethod(get_live)
+
+    async def create_if_new(
+        self, conn: AsyncConnection, who: Actor, data: UserInput
+    ) -> UserRow | None:
+        return await create_if_new(conn, who, data, idp_of(who.user_agent))
+
+    async def create(self, conn: AsyncConnection, who: Actor, data: UserInput) -> UserRow:
+        return await create(conn, who, data, idp_of(who.user_agent))
+
+    async def replace(
+        self, conn: AsyncConnection, who: Actor, current: UserRow, data: UserInput
+    ) -> UserRow:
+        return await replace(conn, who, current, data)
+
+    async def patch(
+        self, conn: AsyncConnection, who: Actor, current: UserRow, patch: Any
+    ) -> UserRow:
+        # CPU that grows with the PATCH (gateway/scim/limits.py): off the event loop.
+        data = await run_in_threadpool(apply_patch, current.attributes, patch)
+        return await replace(conn, who, current, data)
+
+    async def delete(self, conn: AsyncConnection, who: Actor, current: UserRow) -> None:
+        await mark_deleted(conn, who, current)
+
+    async def render(
+        self, conn: AsyncConnection, rows: list[UserRow], projection: Projection, url: str
+    ) -> list[dict[str, Any]]:
+        return [projection.apply(render_user(row, url)) for row in rows]
+
+
+USER_STORAGE = UserStorage()

@@ -105,7 +105,7 @@ async def test_a_body_over_the_limit_is_413(client: httpx2.AsyncClient) -> None:
         ([{"op": "replace", "path": "userName", "value": None}], "mutability"),
         ([{"op": "replace", "path": "active", "value": "perhaps"}], "invalidValue"),
         ([{"op": "replace", "path": 'emails[type eq "home"', "value": "x"}], "invalidPath"),
-        ([{"op": "launch", "path": "title", "value": "x"}], "invalidValue"),
+        ([{"op": "launch", "path": "title", "value": "x"}], "invalidSyntax"),
         ([{"op": "remove"}], "noTarget"),
         (["not an object"], "invalidSyntax"),
     ],

@@ -320,7 +320,7 @@ async def test_bad_group_bodies_get_clear_errors(client: httpx2.AsyncClient, db:
         (patch({"op": "move", "path": "members"}), "invalidSyntax"),
         (patch({"op": "remove"}), "noTarget"),
         (patch({"op": "remove", "path": "displayName"}), "mutability"),
-        (patch({"op": "replace", "path": "owner", "value": "x"}), "invalidPath"),
+        (patch({"op": "replace", "path": "members.display", "value": "x"}), "invalidPath"),
         (patch({"op": "add", "path": 'members[value eq "x"]', "value": "y"}), "invalidPath"),
         ({"schemas": [PATCH], "Operations": []}, "invalidSyntax"),
     ]

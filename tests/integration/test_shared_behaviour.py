@@ -4,7 +4,7 @@ and the basics of PATCH (§3.5.2), each tested once over both resource types.
 
 Where the types legitimately differ, each asserts its own documented answer: a
 user's PATCH is 200 with the user, a group's is 204 without a body unless
-``attributes``/``excludedAttributes`` asks for the group (gateway/scim/groups.py).
+``attributes``/``excludedAttributes`` asks for the group (gateway/scim/endpoints.py).
 """
 
 from __future__ import annotations
@@ -622,13 +622,13 @@ async def test_the_required_attribute_cannot_be_removed(
         pytest.param(patch("replace"), id="string-operation"),
     ],
 )
-async def test_a_malformed_patch_is_400_and_changes_nothing(
+async def test_a_malformed_patch_is_400_invalid_syntax_and_changes_nothing(
     client: httpx2.AsyncClient, db: Engine, kind: Kind, body: Any
 ) -> None:
     created = await kind.create(client, "Ada")
     before = events(db)
     response = await client.patch(f"{kind.endpoint}/{created['id']}", json=body)
-    assert_scim_error(response, 400)
+    assert_scim_error(response, 400, "invalidSyntax")
     assert await kind.read(client, created["id"]) == created
     assert events(db) == before
 
@@ -657,3 +657,91 @@ async def test_a_patch_that_changes_nothing_keeps_the_version(
         url, json=patch(operation), headers={"If-Match": response.headers["ETag"]}
     )
     assert kind.assert_patched(guarded) == created["meta"]["version"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("schemas", "status"),
+    [
+        pytest.param(None, 2, id="absent"),
+        pytest.param([PATCH_OP], 2, id="PatchOp"),
+        pytest.param([PATCH_OP.upper()], 2, id="PatchOp-shouting"),
+        pytest.param([], 400, id="empty"),
+        pytest.param(["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], 400, id="another"),
+        pytest.param(PATCH_OP, 400, id="not-a-list"),
+    ],
+)
+async def test_a_patch_bodys_schemas_are_read_alike(
+    client: httpx2.AsyncClient, kind: Kind, schemas: Any, status: int
+) -> None:
+    """Clients that omit ``schemas`` are served; one that names another message is told."""
+    created = await kind.create(client, "Ada")
+    body: dict[str, Any] = {"Operations": RENAME["Operations"]}
+    if schemas is not None:
+        body["schemas"] = schemas
+    response = await client.patch(f"{kind.endpoint}/{created['id']}", json=body)
+    if status == 400:
+        assert_scim_error(response, 400, "invalidValue")
+        assert PATCH_OP in response.json()["detail"]
+        assert await kind.read(client, created["id"]) == created
+    else:
+        kind.assert_patched(response)
+        assert (await kind.read(client, created["id"]))["displayName"] == "Renamed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "operations",
+    [
+        pytest.param(
+            [
+                {"op": "replace", "path": "displayName", "value": "Renamed"},
+                {"op": "replace", "path": "mailNickname", "value": "ada"},
+            ],
+            id="path",
+        ),
+        pytest.param(
+            [{"op": "Replace", "value": {"displayName": "Renamed", "mailNickname": "ada"}}],
+            id="no-path",
+        ),
+    ],
+)
+async def test_an_unknown_attribute_in_a_patch_is_ignored_and_listed_on_the_event(
+    client: httpx2.AsyncClient, db: Engine, kind: Kind, operations: list[dict[str, Any]]
+) -> None:
+    """An admin's custom mapping must not stop the IdP's job (a 400 would)."""
+    created = await kind.create(client, "Ada")
+    response = await client.patch(f"{kind.endpoint}/{created['id']}", json=patch(*operations))
+    kind.assert_patched(response)
+    after = await kind.read(client, created["id"])
+    assert after["displayName"] == "Renamed" and "mailNickname" not in after
+    last = rows(db, "SELECT ignored_attributes FROM provisioning_events ORDER BY id DESC LIMIT 1")
+    assert last[0].ignored_attributes == ["mailNickname"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_unknown_attribute_in_a_create_is_ignored_and_listed_on_the_event(
+    client: httpx2.AsyncClient, db: Engine, kind: Kind
+) -> None:
+    response = await client.post(kind.endpoint, json={**kind.body("Ada"), "mailNickname": "ada"})
+    assert response.status_code == 201, response.text
+    assert "mailNickname" not in response.json()
+    last = rows(db, "SELECT kind, ignored_attributes FROM provisioning_events ORDER BY id")
+    assert [(row.kind, row.ignored_attributes) for row in last] == [
+        ("group.created" if kind.is_group else "user.created", ["mailNickname"])
+    ]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_read_only_attributes_sent_with_a_path_less_patch_are_ignored(
+    client: httpx2.AsyncClient, kind: Kind
+) -> None:
+    """Okta renames a group with its id (and meta) in the value: not a change of id."""
+    created = await kind.create(client, "Ada")
+    value = {"id": str(uuid.uuid4()), "meta": {"version": 'W/"9"'}, "displayName": "Renamed"}
+    response = await client.patch(
+        f"{kind.endpoint}/{created['id']}", json=patch({"op": "replace", "value": value})
+    )
+    kind.assert_patched(response)
+    after = await kind.read(client, created["id"])
+    assert after["id"] == created["id"] and after["displayName"] == "Renamed"
