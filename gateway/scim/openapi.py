@@ -5,10 +5,11 @@ fuzzes the gateway against it in the test suite. It describes what the
 gateway accepts and answers; RFC 7643/7644 and /Schemas remain the
 authority on attribute semantics.
 
-The paths of the resource types come from the same descriptors as
-/ResourceTypes (gateway/scim/discovery.py ``RESOURCE_TYPES``): one set of
-path items per type (:func:`resource_paths`), naming the schema components
-after the type (``User`` for requests, ``UserResource`` for answers).
+Each resource type's paths and body schemas come from the same
+descriptors as /ResourceTypes and /Schemas (gateway/scim/resources.py):
+one set of path items per type's endpoints (:func:`resource_paths`), and
+schema components built from its scim2-models schema (:func:`resource_schema`)
+and named after the type (``User`` for requests, ``UserResource`` for answers).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from scim2_models import Attribute, Mutability, Required
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.scim.endpoints import RESOURCE_ENDPOINTS, Endpoints
 from gateway.scim.resources import GROUP, RESOURCE_TYPES, USER, ResourceType
 
 SCIM = "application/scim+json"
@@ -70,66 +73,66 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
 
 _STRING = {"type": "string"}
-_MULTI = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "value": _STRING,
-            "display": _STRING,
-            "type": _STRING,
-            "primary": {"type": "boolean"},
-        },
-    },
+# SCIM attribute types (RFC 7643 §2.3) -> JSON Schema.
+_TYPES: dict[str, dict[str, Any]] = {
+    "string": _STRING,
+    "reference": _STRING,
+    "binary": _STRING,
+    "dateTime": {"type": "string", "format": "date-time"},
+    "boolean": {"type": "boolean"},
+    "integer": {"type": "integer"},
+    "decimal": {"type": "number"},
 }
 
-_SCHEMAS: dict[str, Any] = {
-    "User": {
+
+def resource_schema(resource: ResourceType) -> dict[str, Any]:
+    """A resource type's body as JSON Schema, from the schemas /Schemas serves
+    (its scim2-models class and extensions), so the two cannot disagree."""
+    properties: dict[str, Any] = {
+        "schemas": {"type": "array", "items": _STRING},
+        "id": {**_STRING, "readOnly": True},
+        "externalId": _STRING,
+    }
+    attributes = resource.model.to_schema().attributes or []
+    properties |= {str(attribute.name): _attribute_schema(attribute) for attribute in attributes}
+    for extension in resource.extensions:
+        properties[str(extension.__schema__)] = _object(extension.to_schema().attributes or [])
+    properties["meta"] = {"type": "object", "readOnly": True}
+    required = [str(attribute.name) for attribute in attributes if _required(attribute)]
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _attribute_schema(attribute: Attribute) -> dict[str, Any]:
+    kind = attribute.type.value if attribute.type else "string"
+    schema = _object(attribute.sub_attributes or []) if kind == "complex" else dict(_TYPES[kind])
+    if attribute.multi_valued:
+        schema = {"type": "array", "items": schema}
+    if attribute.mutability is Mutability.read_only:
+        schema["readOnly"] = True
+    elif attribute.mutability is Mutability.write_only:
+        schema["writeOnly"] = True
+    return schema
+
+
+def _object(attributes: list[Attribute]) -> dict[str, Any]:
+    # "$ref" (a sub-attribute of members, groups, manager) is left out: a
+    # property of that name reads as a JSON reference to OpenAPI tools.
+    named = [attribute for attribute in attributes if attribute.name != "$ref"]
+    schema: dict[str, Any] = {
         "type": "object",
-        "required": ["userName"],
-        "properties": {
-            "schemas": {"type": "array", "items": _STRING},
-            "id": {**_STRING, "readOnly": True},
-            "externalId": _STRING,
-            "userName": _STRING,
-            "name": {
-                "type": "object",
-                "properties": {
-                    key: _STRING
-                    for key in (
-                        "formatted",
-                        "familyName",
-                        "givenName",
-                        "middleName",
-                        "honorificPrefix",
-                        "honorificSuffix",
-                    )
-                },
-            },
-            "displayName": _STRING,
-            "nickName": _STRING,
-            "title": _STRING,
-            "userType": _STRING,
-            "preferredLanguage": _STRING,
-            "locale": _STRING,
-            "timezone": _STRING,
-            "active": {"type": "boolean"},
-            "emails": _MULTI,
-            "phoneNumbers": _MULTI,
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
-                "type": "object",
-                "properties": {
-                    "employeeNumber": _STRING,
-                    "costCenter": _STRING,
-                    "organization": _STRING,
-                    "division": _STRING,
-                    "department": _STRING,
-                    "manager": {"type": "object", "properties": {"value": _STRING}},
-                },
-            },
-            "meta": {"type": "object", "readOnly": True},
-        },
-    },
+        "properties": {str(attribute.name): _attribute_schema(attribute) for attribute in named},
+    }
+    required = [str(attribute.name) for attribute in named if _required(attribute)]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _required(attribute: Attribute) -> bool:
+    return attribute.required is Required.true
+
+
+_SCHEMAS: dict[str, Any] = {
     "PatchOp": {
         "type": "object",
         "required": ["Operations"],
@@ -235,52 +238,33 @@ _SCHEMAS["BulkResponse"] = {
         },
     },
 }
-# Responses may leave userName out (attributes/excludedAttributes, RFC 7644 §3.9).
-_SCHEMAS["UserResource"] = {**_SCHEMAS["User"], "required": ["schemas", "id"]}
-_SCHEMAS["Group"] = {
-    "type": "object",
-    "required": ["displayName"],
-    "properties": {
-        "schemas": {"type": "array", "items": _STRING},
-        "id": {**_STRING, "readOnly": True},
-        "externalId": _STRING,
-        "displayName": _STRING,
-        "members": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["value"],
-                "properties": {"value": _STRING, "display": _STRING, "type": _STRING},
-            },
-        },
-        "meta": {"type": "object", "readOnly": True},
-    },
-}
-_SCHEMAS["GroupResource"] = {**_SCHEMAS["Group"], "required": ["schemas", "id"]}
+for _resource in RESOURCE_TYPES:
+    _SCHEMAS[_resource.name] = resource_schema(_resource)
+    # Answers may leave the required attributes out (attributes/excludedAttributes,
+    # RFC 7644 §3.9).
+    _SCHEMAS[f"{_resource.name}Resource"] = {
+        **_SCHEMAS[_resource.name],
+        "required": ["schemas", "id"],
+    }
 
 
 @dataclass(frozen=True)
-class _Endpoints:
-    """What one resource type's endpoints answer beyond what every type's do.
+class _Descriptions:
+    """How one resource type's answers are described beyond every type's.
 
     :param conflict: the 409 of a create, replace or patch.
-    :param patch_204: whether a PATCH may answer 204 (groups: membership
-        changes without a projection); a user's PATCH always answers 200.
     :param deleted: the description of a DELETE's 204.
     """
 
     conflict: str
-    patch_204: bool = True
     deleted: str = "Deleted"
 
 
-_ENDPOINTS = {
-    USER: _Endpoints(
-        conflict="userName or email taken",
-        patch_204=False,
-        deleted="Deleted (soft-deactivated in SimpleAMS)",
+_DESCRIPTIONS = {
+    USER: _Descriptions(
+        conflict="userName or email taken", deleted="Deleted (soft-deactivated in SimpleAMS)"
     ),
-    GROUP: _Endpoints(conflict="displayName taken"),
+    GROUP: _Descriptions(conflict="displayName taken"),
 }
 
 
@@ -288,13 +272,14 @@ def _listing(description: str) -> dict[str, Any]:
     return {"description": description, "content": {SCIM: {"schema": _ref("ListResponse")}}}
 
 
-def resource_paths(resource: ResourceType) -> dict[str, Any]:
+def resource_paths(endpoints: Endpoints) -> dict[str, Any]:
     """The path items of one resource type: its endpoint, .search and /{id}.
 
     Requests carry the schema component named after the type (``User``),
     answers the one that may leave out what a projection excluded (``UserResource``).
     """
-    endpoints = _ENDPOINTS[resource]
+    resource = endpoints.resource
+    described = _DESCRIPTIONS[resource]
     noun = resource.name.lower()
     one = {
         "description": f"The {noun}",
@@ -306,12 +291,13 @@ def resource_paths(resource: ResourceType) -> dict[str, Any]:
     unmatched = {"412": _error("If-Match did not match")}
     changed = {
         **missing,
-        "409": _error(endpoints.conflict),
+        "409": _error(described.conflict),
         **unmatched,
         **_ERRORS,
         **_WRITE_ERRORS,
     }
     applied = {"204": {"description": "Applied (no projection asked for)"}}
+    patched = {"200": one, **({} if endpoints.storage.patch_answers_resource else applied)}
     return {
         resource.endpoint: {
             "get": {
@@ -326,7 +312,7 @@ def resource_paths(resource: ResourceType) -> dict[str, Any]:
                 "requestBody": body,
                 "responses": {
                     "201": one,
-                    "409": _error(endpoints.conflict),
+                    "409": _error(described.conflict),
                     **_ERRORS,
                     **_WRITE_ERRORS,
                 },
@@ -352,12 +338,12 @@ def resource_paths(resource: ResourceType) -> dict[str, Any]:
             "patch": {
                 "parameters": [*_PROJECTION, _IF_MATCH],
                 "requestBody": {"required": True, "content": _content(_ref("PatchOp"))},
-                "responses": {"200": one, **(applied if endpoints.patch_204 else {}), **changed},
+                "responses": {**patched, **changed},
             },
             "delete": {
                 "parameters": [_IF_MATCH],
                 "responses": {
-                    "204": {"description": endpoints.deleted},
+                    "204": {"description": described.deleted},
                     **missing,
                     **unmatched,
                     **_ERRORS,
@@ -374,8 +360,8 @@ def openapi_document() -> dict[str, Any]:
         "content": {SCIM: {"schema": {"type": "object"}}},
     }
     paths: dict[str, Any] = {}
-    for resource in RESOURCE_TYPES:
-        paths |= resource_paths(resource)
+    for endpoints in RESOURCE_ENDPOINTS:
+        paths |= resource_paths(endpoints)
     return {
         "openapi": "3.0.3",
         "info": {"title": "SimpleAMS SCIM 2.0 API", "version": "2.0"},

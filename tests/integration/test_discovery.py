@@ -101,6 +101,23 @@ async def test_every_resource_type_is_discovered_and_described(
     assert answer == f"#/components/schemas/{resource.name}Resource"
     assert {resource.name, f"{resource.name}Resource"} <= set(components)
 
+    # The body schema is the one /Schemas serves: every attribute, with its
+    # sub-attributes, extensions under their URN, read-only ones marked.
+    body = components[resource.name]["properties"]
+    for served_schema in (s for s in schemas if s["id"] in {resource.schema, *extensions}):
+        where = body if served_schema["id"] == resource.schema else body[served_schema["id"]]
+        where = where.get("properties", where)
+        for attribute in served_schema["attributes"]:
+            described = where[attribute["name"]]
+            element = described["items"] if attribute["multiValued"] else described
+            subs = {sub["name"] for sub in attribute.get("subAttributes", [])} - {"$ref"}
+            assert set(element.get("properties", {})) == subs, attribute["name"]
+            read_only = attribute["mutability"] == "readOnly"
+            assert described.get("readOnly", False) is read_only, attribute["name"]
+        required = [a["name"] for a in served_schema["attributes"] if a["required"]]
+        if served_schema["id"] == resource.schema:
+            assert components[resource.name]["required"] == required
+
 
 async def test_every_type_pages_by_cursor_and_sorts(client: httpx2.AsyncClient) -> None:
     """One list planner (gateway/scim/listing.py) serves every resource type."""
