@@ -2,7 +2,7 @@
 
 The audit log's ``action``, the notification emails ("Okta created 3
 users") and the activity page ("Okta: 3 users created", the Change and From
-columns) all read these tables; none keeps its own.
+columns, the chart's series) all read these tables; none keeps its own.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ class EventKindNames:
     :param kind: the event kind.
     :param noun: what the event is about, ``user`` or ``group``.
     :param verb: what happened to it, past tense: ``created``.
+    :param series: the activity chart's series a user's event counts in
+        (``created``, ``updated`` or ``deactivated``), or None.
     """
 
     kind: EventKind
     noun: str
     verb: str
+    series: str | None = None
 
     @property
     def label(self) -> str:
@@ -39,12 +42,13 @@ class EventKindNames:
 
 # In the order the activity page lists them: a person's lifecycle, then groups.
 _ALL = (
-    EventKindNames(EventKind.user_created, "user", "created"),
-    EventKindNames(EventKind.user_updated, "user", "updated"),
-    EventKindNames(EventKind.user_deactivated, "user", "deactivated"),
-    EventKindNames(EventKind.user_reactivated, "user", "reactivated"),
-    EventKindNames(EventKind.user_deleted, "user", "deleted"),
-    EventKindNames(EventKind.user_restored, "user", "restored"),
+    EventKindNames(EventKind.user_created, "user", "created", "created"),
+    EventKindNames(EventKind.user_updated, "user", "updated", "updated"),
+    EventKindNames(EventKind.user_deactivated, "user", "deactivated", "deactivated"),
+    EventKindNames(EventKind.user_reactivated, "user", "reactivated", "updated"),
+    # A delete from the IdP deactivates; a re-hire restores a deleted user.
+    EventKindNames(EventKind.user_deleted, "user", "deleted", "deactivated"),
+    EventKindNames(EventKind.user_restored, "user", "restored", "created"),
     EventKindNames(EventKind.group_created, "group", "created"),
     EventKindNames(EventKind.group_updated, "group", "updated"),
     EventKindNames(EventKind.group_deleted, "group", "deleted"),

@@ -114,6 +114,14 @@ class ProvisioningEvent(Base):
             "id",
             postgresql_where=text("settled_at IS NULL"),
         ),
+        # The activity chart's side-effect backlog, minute by minute: how many
+        # of a tenant's events settled since a moment (gateway/admin/sync_chart.py).
+        Index(
+            "ix_provisioning_events_tenant_settled",
+            "tenant_id",
+            "settled_at",
+            postgresql_where=text("settled_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -1,9 +1,11 @@
 """Provisioning activity: what the IdP did lately and where each side effect is.
 
 During an initial sync the admin sees progress ("Okta: 12,400 users created
-in the last 10 minutes"); ops find a failed side effect and retry it, and an
-admin releases what the mass-deprovision guard held. The live part is a
-fragment (``/activity/live``) the page fetches again every few seconds.
+in the last 10 minutes", and the last hour minute by minute with the
+side-effect backlog, gateway/admin/sync_chart.py); ops find a failed side
+effect and retry it, and an admin releases what the mass-deprovision guard
+held. The live part is a fragment (``/activity/live``) the page fetches again
+every few seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import side_effects
+from gateway.admin import sync_chart
 from gateway.admin.pages import admin_page, message_page, read_form, render
 from gateway.admin.sessions import AdminContext
 from gateway.db import reading, writing
@@ -193,6 +196,13 @@ async def _live_context(request: Request, admin: AdminContext) -> dict[str, Any]
             "counts": await _effect_counts(conn, admin.tenant_id),
             "recent": await _recent(conn, admin.tenant_id),
             "failed": await _failed(conn, admin.tenant_id),
+            "chart": await sync_chart.last_hour(conn, admin.tenant_id),
+            "series": sync_chart.SERIES,
+            "width": sync_chart.WIDTH,
+            "height": sync_chart.HEIGHT,
+            "left": sync_chart.PLOT_LEFT,
+            "top": sync_chart.PLOT_TOP,
+            "bottom": sync_chart.PLOT_TOP + sync_chart.PLOT_HEIGHT,
             "guard_tripped_at": guard.guard_tripped_at,
             "updated_at": guard.now,
             "notice": {

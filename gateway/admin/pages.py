@@ -43,11 +43,16 @@ def _ago(value: datetime | None) -> str:
     return "just now"
 
 
+def _minute(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%H:%M")
+
+
 def _number(value: int) -> str:
     return f"{value:,}"
 
 
 templates.env.filters["when"] = _when
+templates.env.filters["minute"] = _minute
 templates.env.filters["ago"] = _ago
 templates.env.filters["number"] = _number
 

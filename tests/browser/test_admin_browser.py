@@ -450,3 +450,45 @@ def test_the_workspace_field_refuses_what_is_not_a_workspace_name(page: Page, si
     assert workspace.evaluate("field => field.validity.patternMismatch") is True
     workspace.fill("acme-2")
     assert workspace.evaluate("field => field.validity.valid") is True
+
+
+# 2b ------------------------------------------------------------------------
+
+
+def test_the_activity_chart_shows_a_sync_as_it_happens(
+    page: Page, site: Site, db: Engine, database_url: str, artifacts: Path, shot: Any
+) -> None:
+    """A few hundred users: the chart fills while the side effects wait for
+    the workers, then the backlog drains to nothing once they run."""
+    tenant = make_tenant(db, "acme")
+    add_admin(db, tenant)
+    log_dir = artifacts / "logs" / safe_name("test_the_activity_chart")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    summary = page.locator("#chart-summary")
+    with (
+        smtp_sink() as smtp,
+        pipeline_processes(database_url, log_dir, smtp) as pipeline,
+        site.scim(tenant.token, OKTA) as okta,
+    ):
+        for n in range(150):
+            assert okta.post("/Users", json=user_body(f"s{n}@acme.test")).status_code == 201
+        sign_in(page, site, path="/activity")
+        expect(summary).to_contain_text("Users created: 150, updated: 0, deactivated: 0.")
+        # No worker yet: every change waits for its side effects.
+        expect(summary).to_contain_text("Side effects waiting now: 150.")
+        expect(page.locator("#changes-chart rect.series-created").first).to_be_visible()
+        expect(page.locator("#backlog-chart polyline.series-backlog")).to_have_count(1)
+        shot(page, "1-sync-waiting-for-workers")
+
+        pipeline.start("relay")
+        pipeline.start("worker")
+        for n in range(150, 300):
+            assert okta.post("/Users", json=user_body(f"s{n}@acme.test")).status_code == 201
+        # The page refreshes itself; the workers catch up.
+        expect(summary).to_contain_text("Users created: 300,", timeout=30_000)
+        shot(page, "2-sync-running")
+        expect(summary).to_contain_text("Side effects waiting now: 0.", timeout=60_000)
+        page.locator("summary", has_text="The minutes as a table").click()
+        created = page.locator("#minutes tbody tr td:nth-child(2)").all_inner_texts()
+        assert sum(int(value.replace(",", "")) for value in created) == 300
+        shot(page, "3-sync-settled")

@@ -32,6 +32,7 @@ import base64
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -1275,12 +1276,20 @@ async def test_releasing_the_guard_needs_confirming(
     event_id = scalar(db, "SELECT id FROM provisioning_events")
     with db.begin() as conn:
         conn.execute(text("UPDATE tenants SET guard_tripped_at = now() WHERE slug = 'acme'"))
+    # Tripped, before the workers reached any of the deactivations: the banner
+    # says nothing is held yet, not "holding 0".
+    tripped = await signed_in.get("/activity")
+    assert "Mass deactivation held" in tripped.text
+    assert "holding 0" not in tripped.text and "Nothing is held yet" in tripped.text
+    assert "Release held deactivations" in tripped.text
+    with db.begin() as conn:
         conn.execute(
             insert(SideEffectRun).values(event_id=event_id, effect="checkout_lock", status="held")
         )
     page = await signed_in.get("/activity")
     assert "Mass deactivation held" in page.text
     assert "holding 1 lock and notification side effect</strong>" in page.text
+    assert "Nothing is held yet" not in page.text
     csrf = csrf_of(page.text)
 
     unconfirmed = await signed_in.post("/activity/guard/release", data={"csrf_token": csrf})
@@ -1446,3 +1455,70 @@ async def test_an_admin_maps_an_idp_group_to_admin_on_the_scim_page(
     assert removed.status_code == 303
     assert scalar(db, "SELECT role FROM users") == "staff"
     assert "No mappings yet" in (await signed_in.get(SCIM_PAGE)).text
+
+
+MINUTE_ROW = re.compile(
+    r"<tr><th scope=\"row\">(\d\d:\d\d)</th><td>([\d,]+)</td><td>([\d,]+)</td>"
+    r"<td>([\d,]+)</td><td>([\d,]+)</td></tr>"
+)
+
+
+async def test_the_chart_shows_the_last_hour_minute_by_minute_with_the_backlog(
+    db: Engine, idp: httpx2.AsyncClient, signed_in: httpx2.AsyncClient
+) -> None:
+    """Events placed at known minutes; the chart's table (its text equivalent)
+    gives each minute's changes and the side effects waiting at its end."""
+    for n in range(6):
+        await provision(idp, f"u{n}@acme.test")
+    ids = [row.id for row in rows(db, "SELECT id FROM provisioning_events ORDER BY id")]
+    base = scalar(db, "SELECT date_trunc('minute', now())")
+    # (kind, occurred, settled), in minutes (and seconds) before the current minute.
+    placed = [
+        ("user.created", "5 min -10 s", "3 min -10 s"),
+        ("user.created", "5 min -10 s", "3 min -10 s"),
+        ("user.created", "5 min -10 s", None),
+        ("user.created", "5 min -20 s", "5 min -30 s"),  # arrived and settled in one minute
+        ("user.deactivated", "2 min -5 s", "1 min -5 s"),
+        ("user.updated", "70 min", None),  # before the hour, still waiting
+    ]
+    with db.begin() as conn:
+        for event_id, (kind, occurred, settled) in zip(ids, placed, strict=True):
+            conn.execute(
+                text(
+                    "UPDATE provisioning_events SET kind = :kind, "
+                    "occurred_at = :base - CAST(:occurred AS interval), "
+                    "settled_at = :base - CAST(:settled AS interval) WHERE id = :id"
+                ),
+                {
+                    "kind": kind,
+                    "base": base,
+                    "occurred": occurred,
+                    "settled": settled,
+                    "id": event_id,
+                },
+            )
+
+    page = await signed_in.get("/activity")
+    assert page.status_code == 200
+    assert 'id="changes-chart"' in page.text and 'id="backlog-chart"' in page.text
+    minutes = MINUTE_ROW.findall(page.text)
+    assert len(minutes) == 60  # every minute has one side effect waiting (the old update)
+    # The current minute is last (it may have turned since the events were placed).
+    last = minutes[-1][0]
+    table = {label: tuple(int(v.replace(",", "")) for v in values) for label, *values in minutes}
+
+    def at(minutes_before: int) -> tuple[int, ...]:
+        label = (base - timedelta(minutes=minutes_before)).astimezone(UTC).strftime("%H:%M")
+        return table[label]
+
+    assert at(5) == (4, 0, 0, 4)  # three waiting, one settled within the minute, plus the old one
+    assert at(4) == (0, 0, 0, 4)
+    assert at(3) == (0, 0, 0, 2)  # two settled
+    assert at(2) == (0, 0, 1, 3)  # a leaver arrived
+    assert at(1) == (0, 0, 0, 2)
+    assert at(6) == (0, 0, 0, 1)  # before: only the old update waited
+    assert table[last][3] == 2
+    assert sum(values[0] for values in table.values()) == 4
+    assert "Users created: 4, updated: 0, deactivated: 1." in page.text
+    peak = (base - timedelta(minutes=4)).astimezone(UTC).strftime("%H:%M")
+    assert f"Side effects waiting now: 2.\n    At most 4, at the end of {peak} UTC." in page.text
