@@ -13,7 +13,7 @@ from models.groups import Group
 from models.outbox import Effect, ProvisioningEvent
 from models.users import User
 from workers.app import app
-from workers.effects import EffectTask, PermanentError, event_ids_of, run_batch
+from workers.effects import InTransaction, PermanentError, effect_task
 
 
 def record_entries(session: Session, events: list[ProvisioningEvent]) -> None:
@@ -70,8 +70,5 @@ def record_entries(session: Session, events: list[ProvisioningEvent]) -> None:
     session.execute(insert(AuditEntry), entries)
 
 
-@app.task(name="simpleams.audit.record", base=EffectTask, effect=Effect.audit)
-def record(event_ids: list[int] | None = None, event_id: int | None = None) -> int:
-    return run_batch(
-        event_ids_of({"event_ids": event_ids, "event_id": event_id}), Effect.audit, record_entries
-    )
+AUDIT = InTransaction(Effect.audit, record_entries)
+record = effect_task(app, AUDIT)

@@ -18,7 +18,7 @@ from models import guard
 from models.checkouts import apply_checkout_locks
 from models.outbox import Effect, ProvisioningEvent
 from workers.app import app
-from workers.effects import EffectTask, event_ids_of, hold_run, run_batch
+from workers.effects import InTransaction, effect_task, hold_run
 
 log = logging.getLogger("simpleams.workers.checkout")
 
@@ -69,10 +69,5 @@ def _last_leaving_events(session: Session, events: list[ProvisioningEvent]) -> d
     return {user_id: last for user_id, last in rows if user_id is not None}
 
 
-@app.task(name="simpleams.checkout.apply_lock", base=EffectTask, effect=Effect.checkout_lock)
-def apply_lock(event_ids: list[int] | None = None, event_id: int | None = None) -> int:
-    return run_batch(
-        event_ids_of({"event_ids": event_ids, "event_id": event_id}),
-        Effect.checkout_lock,
-        converge_locks,
-    )
+CHECKOUT_LOCK = InTransaction(Effect.checkout_lock, converge_locks)
+apply_lock = effect_task(app, CHECKOUT_LOCK)

@@ -1,9 +1,32 @@
-"""What every side-effect task shares: batches, run-once, retries, dead letters.
+"""One side-effect framework: claim, lease, settle, retry and dead letter.
 
-A task carries a batch of events and applies its effect to all of them in
-one transaction (``run_batch``); each (event, effect) happens once however
-often and in whatever batches it is delivered.
+A side effect of a provisioning event is declared once, in one of two shapes,
+and ``effect_task`` makes it the Celery task the routing table names:
 
+- ``InTransaction(effect, apply)``: ``apply(session, events)`` writes the
+  effect in the transaction that claims the events' runs (the audit log, the
+  checkout lock).
+- ``Delivery(effect, compose, send, apply)``: a message to the outside world
+  (email today, a webhook tomorrow). ``compose(session, event)`` decides, in
+  the claim transaction, what the event calls for: ``Send(kind, message)``,
+  ``Hold(also)`` (the mass-deprovision guard) or ``DONE`` (nothing to send;
+  ``apply`` does the event's part in that transaction, with the batch). A
+  message is recorded there once: its row in ``notifications``, one per
+  (event, kind, recipient), is the delivery record. Then, outside any
+  transaction, ``deliver`` takes the record's send lease, calls
+  ``send(message)``, marks the record sent, and claims the run and settles
+  the event; a failed send gives the lease back.
+
+Each (event, effect) happens once however often and in whatever batches it
+is delivered: the run row (``SideEffectRun``) is the key, claimed with the
+effect's own writes, or, for a message, with the record marked sent. A
+crash between recording and sending sends on the next run, never skips (at
+least once); two copies of a task never both send (the lease, committed
+before ``send``; a dead sender's lease expires).
+
+A task carries a batch of events, claimed in one transaction; if the batch
+fails for a reason that is not transient, its events are run again one at a
+time, so one bad event becomes one dead letter and the rest still happen.
 Transient failures (a database restart, a deadlock, SMTP down) retry with
 exponential backoff and jitter. Anything else, and a transient failure that
 outlives its retries, becomes a dead letter: a ``failed`` SideEffectRun that
@@ -13,18 +36,23 @@ outlives its retries, becomes a dead letter: a ``failed`` SideEffectRun that
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, Protocol, TypeVar
 
 from celery import Task
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from models.notifications import Notification
 from models.outbox import Effect, ProvisioningEvent, RunStatus, SideEffectRun
 from workers.db import session_scope
-from workers.routing import effects_for
+from workers.routing import ROUTES, effects_for
 
 log = logging.getLogger("simpleams.workers")
 
@@ -44,6 +72,320 @@ class EffectsFailed(Exception):
     """Some events of a batch could not have their effect; each already has its dead letter."""
 
 
+# --- declaring a side effect ----------------------------------------------------
+
+Apply = Callable[[Session, list[ProvisioningEvent]], None]
+
+
+class Message(Protocol):
+    """What a delivery sends; its record keeps ``to`` and ``subject``."""
+
+    @property
+    def to(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Send(Generic[M]):
+    """Send ``message``; the event's run is done once it has been sent.
+    ``kind`` with the event and ``message.to`` is the record's key."""
+
+    kind: str
+    message: M
+
+
+@dataclass(frozen=True)
+class Hold(Generic[M]):
+    """Held by the mass-deprovision guard (models/guard.py): the run is
+    ``held`` now and nothing is applied; ``also`` is sent all the same."""
+
+    also: Send[M] | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing to send: the run is done now, with the delivery's ``apply``."""
+
+
+DONE = Done()
+Decision = Send[M] | Hold[M] | Done
+
+
+@dataclass(frozen=True)
+class InTransaction:
+    """A side effect written in the transaction that claims its runs."""
+
+    effect: Effect
+    apply: Apply
+
+    def claim(self, session: Session, ids: Sequence[int]) -> Claimed:
+        events = load_events(session, ids)
+        claimed = claim_runs(session, self.effect, {event.id: RunStatus.done for event in events})
+        mine = [event for event in events if event.id in claimed]
+        if mine:
+            self.apply(session, mine)
+        # Also for events claimed earlier: heals an event a crash left unsettled.
+        settle_if_complete(session, events)
+        return Claimed(Counter({"done": len(mine), "already done": len(events) - len(mine)}))
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """A side effect that sends a message; see the module docstring."""
+
+    effect: Effect
+    compose: Callable[[Session, ProvisioningEvent], Decision[M]]
+    send: Callable[[M], None]
+    # The events ``compose`` sends nothing for (``DONE``), in the claim transaction.
+    apply: Apply | None = None
+
+    def claim(self, session: Session, ids: Sequence[int]) -> Claimed:
+        events = load_events(session, ids)
+        result = Claimed()
+        runs: dict[int, RunStatus] = {}
+        # Tenant by tenant: compose may lock its tenant (the guard does), and
+        # two batches then take those locks in the same order.
+        for event in sorted(events, key=lambda event: (event.tenant_id, event.id)):
+            # Composed even when the run is finished: a message recorded and
+            # not yet sent (the guard's alert, whose run is held at once) goes out.
+            decision = self.compose(session, event)
+            if isinstance(decision, Send):
+                result.outgoing.append(_recorded(session, event, decision, finishes=True))
+            elif isinstance(decision, Hold):
+                runs[event.id] = RunStatus.held
+                if decision.also is not None:
+                    result.outgoing.append(_recorded(session, event, decision.also, finishes=False))
+            else:
+                runs[event.id] = RunStatus.done
+        claimed = claim_runs(session, self.effect, runs)
+        done = [e for e in events if e.id in claimed and runs[e.id] is RunStatus.done]
+        if done and self.apply is not None:
+            self.apply(session, done)
+        result.outcomes.update(
+            {
+                "done": len(done),
+                "held": len(claimed) - len(done),
+                "already done": len(runs) - len(claimed),
+            }
+        )
+        settle_if_complete(session, events)
+        return result
+
+    def deliver_recorded(self, outgoing: _Outgoing[M]) -> str:
+        def finish(session: Session) -> None:
+            event = session.get(ProvisioningEvent, outgoing.event_id)
+            if event is None:
+                raise PermanentError(f"provisioning event {outgoing.event_id} disappeared")
+            claim_runs(session, self.effect, {event.id: RunStatus.done})
+            settle_if_complete(session, event)
+
+        state = deliver(
+            outgoing.record_id, outgoing.message, self.send, finish if outgoing.finishes else None
+        )
+        return f"{outgoing.kind} {state}" if state == SENT else state
+
+
+def effect_task(app: Any, declared: InTransaction | Delivery[Any]) -> Any:
+    """The Celery task of a side effect, under the name the routing table gives it."""
+
+    def run_task(event_ids: list[int] | None = None, event_id: int | None = None) -> str:
+        return run(declared, event_ids_of({"event_ids": event_ids, "event_id": event_id}))
+
+    route = ROUTES[declared.effect]
+    return app.task(name=route.task_name, base=EffectTask, effect=declared.effect)(run_task)
+
+
+# --- running it: one batch, one claim transaction -----------------------------------
+
+
+@dataclass
+class _Outgoing(Generic[M]):
+    """A message recorded in the claim transaction, to be sent after it."""
+
+    event_id: int
+    record_id: uuid.UUID
+    kind: str
+    message: M
+    finishes: bool  # sending it is what finishes the event's run
+
+
+def _recorded(
+    session: Session, event: ProvisioningEvent, send: Send[M], finishes: bool
+) -> _Outgoing[M]:
+    return _Outgoing(event.id, record(session, event, send), send.kind, send.message, finishes)
+
+
+@dataclass
+class Claimed:
+    """What claim transactions did: outcomes by name, and the messages to send."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    outgoing: list[_Outgoing[Any]] = field(default_factory=list)
+
+    def add(self, other: Claimed) -> None:
+        self.outcomes.update(other.outcomes)
+        self.outgoing.extend(other.outgoing)
+
+
+def run(declared: InTransaction | Delivery[Any], event_ids: Sequence[int]) -> str:
+    """Run a side effect for a batch of events; returns what happened (the task's result)."""
+    effect = declared.effect
+    ids = sorted(set(event_ids))
+    if not ids:
+        return "nothing to do"
+    claimed, failures = _claim(declared, ids)
+    _dead_letters(effect, failures)  # before anything is sent
+    failed = len(failures)
+    if isinstance(declared, Delivery):
+        for outgoing in claimed.outgoing:
+            try:
+                claimed.outcomes[declared.deliver_recorded(outgoing)] += 1
+            except TRANSIENT:
+                raise  # the task is retried; what was done is skipped next time
+            except Exception as exc:
+                _dead_letters(effect, {outgoing.event_id: exc})
+                failed += 1
+    if failed:
+        raise EffectsFailed(
+            f"{failed} of {len(ids)} {effect.value} effects failed; see dead letters"
+        )
+    return ", ".join(f"{outcome}: {count}" for outcome, count in claimed.outcomes.items() if count)
+
+
+def _claim(
+    declared: InTransaction | Delivery[Any], ids: list[int]
+) -> tuple[Claimed, dict[int, Exception]]:
+    """The batch in one transaction (a handful of statements for a hundred
+    events instead of a handful per event: what lets the workers keep up with
+    an initial sync); if it fails for a reason other than a transient one,
+    one transaction per event."""
+    try:
+        with session_scope() as session:
+            return declared.claim(session, ids), {}
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        if len(ids) == 1:
+            return Claimed(), {ids[0]: exc}
+        log.warning(
+            "a batch of %d %s effects failed (%s); running them one at a time",
+            len(ids),
+            declared.effect.value,
+            type(exc).__name__,
+        )
+    claimed, failures = Claimed(), {}
+    for event_id in ids:
+        try:
+            with session_scope() as session:
+                claimed.add(declared.claim(session, [event_id]))
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            failures[event_id] = exc
+    return claimed, failures
+
+
+def _dead_letters(effect: Effect, failures: Mapping[int, Exception]) -> None:
+    for event_id, error in failures.items():
+        log.error("side effect %s failed for good event=%s: %r", effect.value, event_id, error)
+        record_failure(event_id, effect, f"{type(error).__name__}: {error}")
+
+
+# --- deliveries: record, lease, send, mark ----------------------------------------
+
+# Longer than any SMTP conversation (20 s timeouts, workers/mail.py), shorter
+# than the relay's sweep: a sender that died mid-send is replaced in time.
+SEND_LEASE = timedelta(minutes=2)
+SENT = "sent"
+ALREADY_SENT = "already sent"
+BEING_SENT = "being sent by another task"
+
+
+def record(session: Session, event: ProvisioningEvent, send: Send[Any]) -> uuid.UUID:
+    """The delivery record of a message about ``event``, written once; its id."""
+    key = {"event_id": event.id, "kind": send.kind, "recipient": send.message.to}
+    session.execute(
+        pg_insert(Notification)
+        .values(tenant_id=event.tenant_id, subject=send.message.subject, **key)
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(select(Notification.id).filter_by(**key)).one()
+
+
+def deliver(
+    record_id: uuid.UUID,
+    message: M,
+    send: Callable[[M], None],
+    then: Callable[[Session], None] | None = None,
+) -> str:
+    """Send a recorded message, unless it was sent or another task is sending it.
+
+    The lease is committed before ``send``, which runs outside any
+    transaction; the record is marked sent after it, with ``then`` (the run's
+    claim) in the same transaction. Returns ``SENT``, ``ALREADY_SENT`` or
+    ``BEING_SENT``.
+    """
+    with session_scope() as session:
+        state = _lease(session, record_id)
+        if state == ALREADY_SENT and then is not None:
+            then(session)  # sent by an earlier run
+    if state != SENT:
+        return state
+    try:
+        send(message)
+    except Exception:
+        _release(record_id)
+        raise
+    with session_scope() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == record_id)
+            .values(status="sent", sent_at=func.now())
+        )
+        if then is not None:
+            then(session)
+    return SENT
+
+
+def _lease(session: Session, record_id: uuid.UUID) -> str:
+    """``SENT`` when this task now holds the lease and must send."""
+    leased = session.scalar(
+        update(Notification)
+        .where(
+            Notification.id == record_id,
+            Notification.status != "sent",
+            or_(Notification.sending_until.is_(None), Notification.sending_until < func.now()),
+        )
+        .values(sending_until=func.now() + SEND_LEASE)
+        .returning(Notification.id)
+    )
+    if leased is not None:
+        return SENT
+    status = session.scalar(select(Notification.status).where(Notification.id == record_id))
+    return ALREADY_SENT if status == "sent" else BEING_SENT
+
+
+def _release(record_id: uuid.UUID) -> None:
+    """Give the lease back after a failed send, so the retry may send at once."""
+    try:
+        with session_scope() as session:
+            session.execute(
+                update(Notification)
+                .where(Notification.id == record_id, Notification.status != "sent")
+                .values(sending_until=None)
+            )
+    except TRANSIENT:
+        log.warning("could not release the send lease of %s; it expires by itself", record_id)
+
+
+# --- runs: claim, settle, dead letters ---------------------------------------------
+
+
 def event_ids_of(kwargs: dict[str, Any]) -> list[int]:
     """The events a task was sent for: ``event_ids`` (a batch), or ``event_id``
     (one event, as the relay published before batching; still accepted so a
@@ -56,7 +398,7 @@ def event_ids_of(kwargs: dict[str, Any]) -> list[int]:
 
 
 class EffectTask(Task):  # type: ignore[misc]
-    """Base class of the side-effect tasks (``base=EffectTask``)."""
+    """Base class of the side-effect tasks (``effect_task``)."""
 
     effect: Effect
     acks_late = True
@@ -93,77 +435,6 @@ class EffectTask(Task):  # type: ignore[misc]
             record_failure(event_id, self.effect, f"{type(exc).__name__}: {exc}")
 
 
-ApplyMany = Callable[[Session, list[ProvisioningEvent]], None]
-
-
-def run_batch(event_ids: Sequence[int], effect: Effect, apply: ApplyMany) -> int:
-    """Apply a database side effect exactly once per (event, effect), for a batch.
-
-    The whole batch is one transaction: a handful of statements for a
-    hundred events instead of a handful per event, which is what lets the
-    workers keep up with an initial sync. Run rows are claimed first, in the
-    effect's own transaction: a second copy of a task (redelivery, a relay
-    re-publish) either waits on the first one's rows and then skips them, or
-    finds them and skips. If the batch fails for a reason other than a
-    transient one, its events are run again one at a time, so one bad event
-    becomes one dead letter and the others still happen. Returns how many
-    effects were applied now.
-    """
-    ids = sorted(set(event_ids))
-    if not ids:
-        return 0
-    try:
-        with session_scope() as session:
-            return _apply_claimed(session, ids, effect, apply)
-    except TRANSIENT:
-        raise
-    except Exception as exc:
-        if len(ids) == 1:
-            applied, failures = 0, {ids[0]: exc}
-        else:
-            log.warning(
-                "a batch of %d %s effects failed (%s); running them one at a time",
-                len(ids),
-                effect.value,
-                type(exc).__name__,
-            )
-            applied, failures = _one_at_a_time(ids, effect, apply)
-    for event_id, error in failures.items():
-        log.error("side effect %s failed for good event=%s: %r", effect.value, event_id, error)
-        record_failure(event_id, effect, f"{type(error).__name__}: {error}")
-    if failures:
-        raise EffectsFailed(
-            f"{len(failures)} of {len(ids)} {effect.value} effects failed; see dead letters"
-        )
-    return applied
-
-
-def _one_at_a_time(
-    ids: list[int], effect: Effect, apply: ApplyMany
-) -> tuple[int, dict[int, Exception]]:
-    applied, failures = 0, {}
-    for event_id in ids:
-        try:
-            with session_scope() as session:
-                applied += _apply_claimed(session, [event_id], effect, apply)
-        except TRANSIENT:
-            raise
-        except Exception as exc:
-            failures[event_id] = exc
-    return applied, failures
-
-
-def _apply_claimed(session: Session, ids: list[int], effect: Effect, apply: ApplyMany) -> int:
-    events = load_events(session, ids)
-    claimed = claim_runs(session, [event.id for event in events], effect)
-    mine = [event for event in events if event.id in claimed]
-    if mine:
-        apply(session, mine)
-    # Also for events claimed earlier: heals an event a crash left unsettled.
-    settle_if_complete(session, events)
-    return len(mine)
-
-
 def load_events(session: Session, ids: Sequence[int]) -> list[ProvisioningEvent]:
     events = list(
         session.scalars(
@@ -179,9 +450,10 @@ def load_events(session: Session, ids: Sequence[int]) -> list[ProvisioningEvent]
     return events
 
 
-def claim_runs(session: Session, event_ids: Sequence[int], effect: Effect) -> set[int]:
-    """Claim (event, effect) runs; returns the events claimed now, not earlier."""
-    if not event_ids:
+def claim_runs(session: Session, effect: Effect, runs: Mapping[int, RunStatus]) -> set[int]:
+    """Claim (event, effect) runs, each finished as its status; returns the
+    events claimed now, not earlier."""
+    if not runs:
         return set()
     # Sorted, so two tasks claiming overlapping batches take the row locks of
     # the unique index in the same order and cannot deadlock.
@@ -189,18 +461,14 @@ def claim_runs(session: Session, event_ids: Sequence[int], effect: Effect) -> se
         pg_insert(SideEffectRun)
         .values(
             [
-                {"event_id": event_id, "effect": effect.value, "status": RunStatus.done.value}
-                for event_id in sorted(event_ids)
+                {"event_id": event_id, "effect": effect.value, "status": runs[event_id].value}
+                for event_id in sorted(runs)
             ]
         )
         .on_conflict_do_nothing()
         .returning(SideEffectRun.event_id)
     ).all()
     return set(claimed)
-
-
-def claim_run(session: Session, event_id: int, effect: Effect) -> bool:
-    return event_id in claim_runs(session, [event_id], effect)
 
 
 def hold_run(session: Session, event_id: int, effect: Effect) -> None:
@@ -277,20 +545,3 @@ def record_failure(event_id: int, effect: Effect, error: str) -> None:
             )
         )
         settle_if_complete(session, event)
-
-
-__all__ = [
-    "TRANSIENT",
-    "EffectTask",
-    "EffectsFailed",
-    "PermanentError",
-    "TransientError",
-    "claim_run",
-    "claim_runs",
-    "event_ids_of",
-    "hold_run",
-    "load_events",
-    "record_failure",
-    "run_batch",
-    "settle_if_complete",
-]

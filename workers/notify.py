@@ -1,29 +1,34 @@
 """Side effect: tell the tenant's admins, without flooding them.
 
-- A leaver (deactivated or deleted by the IdP) who still holds assets gets an
-  immediate alert listing those assets.
+- A leaver (deactivated or deleted by the IdP) who still holds assets, and
+  someone who has just become an admin, get an immediate alert; a leaver the
+  mass-deprovision guard holds is not alerted, but the admins are, once per
+  trip.
 - Everything else becomes a digest item; ``send_digests`` (run by beat) folds
   a tenant's pending items into one email at most every
   ``SIMPLEAMS_DIGEST_INTERVAL_SECONDS``: an initial sync of 50,000 users is
   one email per interval, not 50,000.
 
-Emails are recorded (models/notifications.py) before they are sent, and
-never contain a token. Users are named as they were named when the event
-happened (``names_at``), and every piece of their name that reaches an email
-goes through ``mail.header_text``: one line, no control characters, bounded,
-so no name can forge a header or make an alert undeliverable.
+This module decides what an event means (``decide``) and composes the
+emails. Recording each email once (models/notifications.py), the send lease,
+sending, marking, retries and dead letters are the side-effect framework's
+(workers/effects.py), for the digests as for the alerts.
+
+Emails never contain a token. Users are named as they were named when the
+event happened (``names_at``), and every piece of their name that reaches an
+email goes through ``mail.header_text``: one line, no control characters,
+bounded, so no name can forge a header or make an alert undeliverable.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -39,20 +44,18 @@ from workers import mail
 from workers.app import app
 from workers.db import session_scope
 from workers.effects import (
-    TRANSIENT,
-    EffectsFailed,
-    EffectTask,
+    DONE,
+    SENT,
+    Decision,
+    Delivery,
+    Hold,
     PermanentError,
-    claim_run,
-    event_ids_of,
-    hold_run,
-    record_failure,
-    run_batch,
-    settle_if_complete,
+    Send,
+    deliver,
+    effect_task,
 )
+from workers.routing import DIGEST_TASK
 from workers.settings import settings
-
-log = logging.getLogger("simpleams.workers.notify")
 
 # The longest name an alert shows, in characters: long enough for any real
 # name, short enough that the Subject still says what happened.
@@ -163,7 +166,7 @@ def digest_email(
     return Email(to=to, subject=mail.header_text("; ".join(summaries)), body="\n".join(lines))
 
 
-def _deliver(email: Email) -> None:
+def send_email(email: Email) -> None:
     mail.send(settings, mail.build_message(settings, email.to, email.subject, email.body))
 
 
@@ -221,47 +224,60 @@ def _is_leaving(event: ProvisioningEvent, user: User) -> bool:
     return guard.is_leaving(event) and (not user.active or user.deleted_at is not None)
 
 
-@app.task(name="simpleams.notify.on_event", base=EffectTask, effect=Effect.notify)
-def on_event(event_ids: list[int] | None = None, event_id: int | None = None) -> str:
-    """Notify about a batch of events.
+def _became_admin(event: ProvisioningEvent) -> bool:
+    role = (event.changes or {}).get("role")
+    return isinstance(role, list) and len(role) == 2 and role[1] == Role.admin.value
 
-    Joiners and movers only become digest items: one transaction for the
-    whole batch. Leavers and new admins may need an alert email, sent
-    outside any transaction, so each of them is handled on its own.
-    """
-    ids = event_ids_of({"event_ids": event_ids, "event_id": event_id})
-    with session_scope() as session:
-        alone = set(
-            session.scalars(
-                select(ProvisioningEvent.id).where(
-                    ProvisioningEvent.id.in_(ids),
-                    or_(
-                        guard.leaving(),
-                        ProvisioningEvent.changes["role"][1].astext == Role.admin.value,
-                    ),
-                )
-            )
+
+def decide(session: Session, event: ProvisioningEvent) -> Decision[Email]:
+    """What ``event`` means for the admins: held by the guard (and, once per
+    trip, the guard's alert), a leaver alert, a new-admin alert, or a digest
+    item (``DONE``: ``queue_for_digest`` does it, with the batch)."""
+    if not (guard.is_leaving(event) or _became_admin(event)):
+        return DONE  # joiners and movers: nothing to read but the event
+    tenant = session.get(Tenant, event.tenant_id)
+    user = session.get(User, event.user_id) if event.user_id is not None else None
+    if tenant is None or user is None:
+        raise PermanentError(f"event {event.id}: its tenant or user no longer exists")
+    if guard.holds(session, event):
+        return Hold(_guard_alert(session, event, tenant))
+    if not tenant.notify_email:
+        return DONE
+    staff_page = settings.addresses.staff_page(tenant.slug, user.id)
+    if _became_admin(event):
+        name = names_at(session, event, user)
+        alert = new_admin_email(tenant.slug, tenant.notify_email, name, event.actor_idp, staff_page)
+        return Send(NotificationKind.new_admin, alert)
+    held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
+    if not held:
+        return DONE
+    name = names_at(session, event, user)
+    alert = leaver_email(tenant.slug, tenant.notify_email, name, event.actor_idp, held, staff_page)
+    return Send(NotificationKind.leaver_with_assets, alert)
+
+
+def _guard_alert(session: Session, event: ProvisioningEvent, tenant: Tenant) -> Send[Email] | None:
+    """Tell the admins the guard tripped, once per trip: unless another held
+    event of this trip has recorded the alert already."""
+    if not tenant.notify_email:
+        return None
+    tripped = select(Tenant.guard_tripped_at).where(Tenant.id == tenant.id).scalar_subquery()
+    already = session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.tenant_id == tenant.id,
+            Notification.kind == NotificationKind.guard_tripped.value,
+            Notification.created_at >= tripped,
+            Notification.event_id != event.id,
         )
-    leavers = [i for i in ids if i in alone]  # and new admins: each may need an email
-    others = [i for i in ids if i not in alone]
-    outcomes: Counter[str] = Counter()
-    failed = 0
-    try:
-        outcomes["joiners and movers"] = run_batch(others, Effect.notify, queue_for_digest)
-    except EffectsFailed:
-        failed += 1
-    for leaver in leavers:
-        try:
-            outcomes[_notify_one(leaver)] += 1
-        except TRANSIENT:
-            raise  # the task is retried; what was done is skipped next time
-        except Exception as exc:
-            failed += 1
-            log.error("notification failed for good event=%s: %r", leaver, exc)
-            record_failure(leaver, Effect.notify, f"{type(exc).__name__}: {exc}")
-    if failed:
-        raise EffectsFailed(f"notifications of events {ids} failed in part; see dead letters")
-    return ", ".join(f"{outcome}: {count}" for outcome, count in outcomes.items() if count)
+    )
+    if already:
+        return None
+    staff_list = settings.addresses.staff_list(tenant.slug)
+    return Send(
+        NotificationKind.guard_tripped, guard_email(tenant.slug, tenant.notify_email, staff_list)
+    )
 
 
 def queue_for_digest(session: Session, events: list[ProvisioningEvent]) -> None:
@@ -287,211 +303,14 @@ def queue_for_digest(session: Session, events: list[ProvisioningEvent]) -> None:
         session.execute(pg_insert(DigestItem).values(items).on_conflict_do_nothing())
 
 
-def _notify_one(event_id: int) -> str:
-    with session_scope() as session:
-        event = session.get(ProvisioningEvent, event_id)
-        if event is None:
-            raise PermanentError(f"provisioning event {event_id} does not exist")
-        tenant = session.get(Tenant, event.tenant_id)
-        user = session.get(User, event.user_id)
-        if tenant is None or user is None:
-            raise PermanentError(f"event {event_id}: its tenant or user no longer exists")
-        if guard.holds(session, event):
-            outcome, pending = _hold(session, event, tenant)
-        else:
-            outcome, pending = _alert_or_digest(session, event, tenant, user)
-    if pending is None:
-        return outcome
-    # The row is committed before SMTP: a crash from here on resends, never skips.
-    notification_id, email, completes_run = pending
-    try:
-        _deliver(email)
-    except Exception:
-        _release(notification_id)
-        raise
-    with session_scope() as session:
-        _mark_sent(session, notification_id)
-        if completes_run:
-            event = session.get(ProvisioningEvent, event_id)
-            if event is None:
-                raise PermanentError(f"provisioning event {event_id} disappeared")
-            claim_run(session, event_id, Effect.notify)
-            settle_if_complete(session, event)
-    return outcome
-
-
-Pending = tuple[uuid.UUID, Email, bool] | None
-
-
-def _alert_or_digest(
-    session: Session, event: ProvisioningEvent, tenant: Tenant, user: User
-) -> tuple[str, Pending]:
-    staff_page = settings.addresses.staff_page(tenant.slug, user.id)
-    if _became_admin(event) and tenant.notify_email:
-        return _alert(
-            session,
-            event,
-            tenant,
-            new_admin_email(
-                tenant.slug,
-                tenant.notify_email,
-                names_at(session, event, user),
-                event.actor_idp,
-                staff_page,
-            ),
-            NotificationKind.new_admin,
-            "new admin alert sent",
-        )
-    held = open_checkouts(session, user.id) if _is_leaving(event, user) else []
-    if not tenant.notify_email or not held:
-        return _queue_for_digest(session, event, tenant), None
-    alert = leaver_email(
-        tenant.slug,
-        tenant.notify_email,
-        names_at(session, event, user),
-        event.actor_idp,
-        held,
-        staff_page,
-    )
-    return _alert(
-        session, event, tenant, alert, NotificationKind.leaver_with_assets, "leaver alert sent"
-    )
-
-
-def _alert(
-    session: Session,
-    event: ProvisioningEvent,
-    tenant: Tenant,
-    email: Email,
-    kind: NotificationKind,
-    outcome: str,
-) -> tuple[str, Pending]:
-    notification_id = _record_once(session, tenant, event, email, kind)
-    if notification_id == SENT:  # by an earlier run
-        claim_run(session, event.id, Effect.notify)
-        settle_if_complete(session, event)
-    if isinstance(notification_id, str):
-        return notification_id, None  # sent, or being sent: that copy settles it
-    return outcome, (notification_id, email, True)
-
-
-def _became_admin(event: ProvisioningEvent) -> bool:
-    role = (event.changes or {}).get("role")
-    return isinstance(role, list) and len(role) == 2 and role[1] == Role.admin.value
-
-
-def _hold(session: Session, event: ProvisioningEvent, tenant: Tenant) -> tuple[str, Pending]:
-    """The guard holds this leaver's notification; tell the admins once per trip."""
-    if not claim_run(session, event.id, Effect.notify):
-        settle_if_complete(session, event)
-        return "already done", None
-    hold_run(session, event.id, Effect.notify)
-    settle_if_complete(session, event)
-    session.flush()
-    already = session.scalar(
-        select(func.count())
-        .select_from(Notification)
-        .where(
-            Notification.tenant_id == tenant.id,
-            Notification.kind == NotificationKind.guard_tripped.value,
-            Notification.created_at
-            >= session.scalar(select(Tenant.guard_tripped_at).where(Tenant.id == tenant.id)),
-        )
-    )
-    if already or not tenant.notify_email:
-        return "held by the mass-deprovision guard", None
-    email = guard_email(
-        tenant.slug, tenant.notify_email, settings.addresses.staff_list(tenant.slug)
-    )
-    notification_id = _record_once(session, tenant, event, email, NotificationKind.guard_tripped)
-    if isinstance(notification_id, str):
-        return "held by the mass-deprovision guard", None
-    return "held; admins alerted", (notification_id, email, False)
-
-
-def _mark_sent(session: Session, notification_id: uuid.UUID) -> None:
-    session.execute(
-        update(Notification)
-        .where(Notification.id == notification_id)
-        .values(status="sent", sent_at=func.now())
-    )
-
-
-def _queue_for_digest(session: Session, event: ProvisioningEvent, tenant: Tenant) -> str:
-    if not claim_run(session, event.id, Effect.notify):
-        settle_if_complete(session, event)
-        return "already done"
-    queue_for_digest(session, [event])
-    settle_if_complete(session, event)
-    return "queued for digest" if tenant.notify_email else "no notification address"
-
-
-# Longer than any SMTP conversation (20 s timeouts, workers/mail.py), shorter
-# than the relay's sweep: a sender that died mid-send is replaced in time.
-SEND_LEASE = timedelta(minutes=2)
-SENT = "already sent"
-BEING_SENT = "being sent by another task"
-
-
-def _record_once(
-    session: Session,
-    tenant: Tenant,
-    event: ProvisioningEvent,
-    email: Email,
-    kind: NotificationKind,
-) -> uuid.UUID | str:
-    """The notification's id, with the lease to send it now; or ``SENT`` /
-    ``BEING_SENT`` when this copy of the task must not send it."""
-    session.execute(
-        pg_insert(Notification)
-        .values(
-            tenant_id=tenant.id,
-            kind=kind.value,
-            event_id=event.id,
-            recipient=email.to,
-            subject=email.subject,
-        )
-        .on_conflict_do_nothing()
-    )
-    row = session.execute(
-        select(Notification.id, Notification.status).where(
-            Notification.event_id == event.id,
-            Notification.kind == kind.value,
-            Notification.recipient == email.to,
-        )
-    ).one()
-    if row.status == "sent":
-        return SENT
-    leased = session.scalar(
-        update(Notification)
-        .where(
-            Notification.id == row.id,
-            Notification.status != "sent",
-            or_(Notification.sending_until.is_(None), Notification.sending_until < func.now()),
-        )
-        .values(sending_until=func.now() + SEND_LEASE)
-        .returning(Notification.id)
-    )
-    return leased if leased is not None else BEING_SENT
-
-
-def _release(notification_id: uuid.UUID) -> None:
-    """Give the lease back after a failed send, so the retry may send at once."""
-    try:
-        with session_scope() as session:
-            session.execute(
-                update(Notification)
-                .where(Notification.id == notification_id, Notification.status != "sent")
-                .values(sending_until=None)
-            )
-    except TRANSIENT:
-        log.warning("could not release the send lease of %s; it expires by itself", notification_id)
+NOTIFY = Delivery(Effect.notify, compose=decide, send=send_email, apply=queue_for_digest)
+on_event = effect_task(app, NOTIFY)
 
 
 # --- digests ------------------------------------------------------------------
 
 
-@app.task(name="simpleams.notify.send_digests", acks_late=True, ignore_result=True)
+@app.task(name=DIGEST_TASK.task_name, acks_late=True, ignore_result=True)
 def send_digests() -> int:
     """Send each tenant with pending items one digest, at most once per interval."""
     with session_scope() as session:
@@ -501,16 +320,12 @@ def send_digests() -> int:
     prepared = _unsent_digests() + [
         digest for digest in map(_prepare_digest, tenant_ids) if digest is not None
     ]
-    sent = 0
-    for notification_id, email in prepared:
-        _deliver(email)
-        with session_scope() as session:
-            _mark_sent(session, notification_id)
-        sent += 1
-    return sent
+    # The first failure ends the run; what it did not send is sent by a later one.
+    return sum(deliver(record_id, email, send_email) == SENT for record_id, email in prepared)
 
 
 def _prepare_digest(tenant_id: uuid.UUID) -> tuple[uuid.UUID, Email] | None:
+    """Record the tenant's next digest: its row, and its items pointing at it."""
     with session_scope() as session:
         # One digest builder per tenant at a time (two beats, overlapping runs).
         tenant = session.scalars(
@@ -573,7 +388,7 @@ def _digest_for(session: Session, tenant: Tenant, notification_id: uuid.UUID) ->
 
 
 def _unsent_digests() -> list[tuple[uuid.UUID, Email]]:
-    """Digests prepared by a run that died before sending them: send them now."""
+    """Digests recorded by a run that died before sending them: send them now."""
     stale = datetime.now().astimezone() - timedelta(minutes=2)
     with session_scope() as session:
         rows = session.execute(
