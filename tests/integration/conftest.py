@@ -6,8 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 
 from tests.integration.pipeline import Pipeline, RedisServer, pipeline_processes, smtp_sink
+from workers import db as workers_db
 
 
 @pytest.fixture
@@ -26,3 +29,10 @@ def pipeline(database_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     SMTP server or processes already running override it."""
     with smtp_sink() as smtp, pipeline_processes(database_url, tmp_path, smtp) as running:
         yield running
+
+
+@pytest.fixture
+def workers_in_process(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker code called in this process (not a Celery worker) runs its
+    transactions (workers/db.py::session_scope) on the test database."""
+    monkeypatch.setattr(workers_db, "SessionFactory", sessionmaker(db, expire_on_commit=False))
