@@ -217,7 +217,7 @@ class _Outgoing(Generic[M]):
 def _recorded(
     session: Session, event: ProvisioningEvent, send: Send[M], finishes: bool
 ) -> _Outgoing[M]:
-    return _Outgoing(event.id, record(session, event, send), send.kind, send.message, finishes)
+    return _Outgoing(event.id, _record(session, event, send), send.kind, send.message, finishes)
 
 
 @dataclass
@@ -306,7 +306,7 @@ ALREADY_SENT = "already sent"
 BEING_SENT = "being sent by another task"
 
 
-def record(session: Session, event: ProvisioningEvent, send: Send[Any]) -> uuid.UUID:
+def _record(session: Session, event: ProvisioningEvent, send: Send[Any]) -> uuid.UUID:
     """The delivery record of a message about ``event``, written once; its id."""
     key = {"event_id": event.id, "kind": send.kind, "recipient": send.message.to}
     session.execute(
@@ -331,11 +331,11 @@ def deliver(
     ``BEING_SENT``.
     """
     with session_scope() as session:
-        state = _lease(session, record_id)
-        if state == ALREADY_SENT and then is not None:
-            then(session)  # sent by an earlier run
-    if state != SENT:
-        return state
+        refused = _lease(session, record_id)
+        if refused == ALREADY_SENT and then is not None:
+            then(session)  # sent by an earlier run that did not get this far
+    if refused is not None:
+        return refused
     try:
         send(message)
     except Exception:
@@ -352,8 +352,8 @@ def deliver(
     return SENT
 
 
-def _lease(session: Session, record_id: uuid.UUID) -> str:
-    """``SENT`` when this task now holds the lease and must send."""
+def _lease(session: Session, record_id: uuid.UUID) -> str | None:
+    """None when this task now holds the send lease; else why it does not."""
     leased = session.scalar(
         update(Notification)
         .where(
@@ -365,7 +365,7 @@ def _lease(session: Session, record_id: uuid.UUID) -> str:
         .returning(Notification.id)
     )
     if leased is not None:
-        return SENT
+        return None
     status = session.scalar(select(Notification.status).where(Notification.id == record_id))
     return ALREADY_SENT if status == "sent" else BEING_SENT
 
@@ -545,3 +545,33 @@ def record_failure(event_id: int, effect: Effect, error: str) -> None:
             )
         )
         settle_if_complete(session, event)
+
+
+__all__ = [
+    "ALREADY_SENT",
+    "BEING_SENT",
+    "DONE",
+    "SEND_LEASE",
+    "SENT",
+    "TRANSIENT",
+    "Decision",
+    "Delivery",
+    "Done",
+    "EffectTask",
+    "EffectsFailed",
+    "Hold",
+    "InTransaction",
+    "Message",
+    "PermanentError",
+    "Send",
+    "TransientError",
+    "claim_runs",
+    "deliver",
+    "effect_task",
+    "event_ids_of",
+    "hold_run",
+    "load_events",
+    "record_failure",
+    "run",
+    "settle_if_complete",
+]
