@@ -2,7 +2,7 @@
 
 RFC 7643 §2.4 leaves canonicalisation to the service provider, and strict
 validators refuse special-use domains (``corp.local``) that real directories
-use (README, "Compliance: deliberate choices"). Shared by the SCIM schema,
+use (docs/scim.md, "Compliance: deliberate choices"). Shared by the SCIM schema,
 the admin accounts and the operator commands; standard library only, so the
 ``simpleams`` command does not load the SCIM layer to check an address.
 

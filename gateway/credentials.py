@@ -2,7 +2,7 @@
 
 Every SCIM request presents a token, and looking it up costs a pooled
 connection and a database round trip: a quarter of an IdP's lookup + create
-(BENCHMARKS.md, "Credential cache"). Each web process therefore remembers
+(docs/performance.md, "Credential cache"). Each web process therefore remembers
 the answers and forgets all of them whenever PostgreSQL announces that one
 could have changed: migration 0007 NOTIFYs ``scim_credentials_changed`` when
 a credential is created, rotated or revoked and when a tenant's slug, plan

@@ -5,7 +5,7 @@ served, and every request in progress slows all the others down (each of
 its database round trips puts it back in the loop's queue). An IdP's
 initial sync keeps many connections busy (Okta and Entra use 16 or more),
 so without a budget a small tenant's request would queue behind every one
-of a large tenant's: 12x its latency alone in bench/two_tenants.py.
+of a large tenant's: 9-10x its p99 alone in bench/two_tenants.py.
 
 So each process lets ``budget`` SCIM requests be in progress and splits it
 evenly between the tenants that have requests in it: one tenant alone gets
@@ -13,9 +13,10 @@ all of it, two get half each, and so on, never less than one. The budget is
 small (4 by default) because 4 requests in progress keep a process as busy
 as 12 do, while each one more makes every other request wait longer: a
 small tenant's p99 during a large tenant's sync is 2.9x its p99 alone with
-4, 7x with 12 (BENCHMARKS.md, "Requests in progress"). Requests beyond their tenant's
-part wait, in the order they came, before any work is done for them.
-Measured in BENCHMARKS.md, "Two tenants".
+4, 7x with 12 (docs/performance.md, "Requests in progress per process").
+Requests beyond their tenant's part wait, in the order they came, before any
+work is done for them. Measured in docs/performance.md, "Two tenants
+(fairness)".
 
 A request takes its place last (gateway/auth.py): once its token is known
 to be a tenant's (so a forged token, whose checksum anyone can compute,

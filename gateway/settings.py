@@ -32,9 +32,10 @@ class Settings:
         ``scim_requests_in_progress``, since each request in progress may hold
         one. With fewer, at load the pool opens and closes an overflow
         connection for most requests, and every new session costs PostgreSQL
-        a backend start and its statements prepared again (BENCHMARKS.md,
-        "Pool size": 175-188 sessions and +30 % PostgreSQL CPU per 3,000-user
-        sync at 4, against 16 at 12).
+        a backend start and its statements prepared again
+        (docs/performance.md, "Pool size": 168-188 sessions and 17.4 s of
+        PostgreSQL CPU per 3,000-user sync at 4, against 16-17 and 13.5 s at
+        12).
     :param db_statement_timeout_ms: bound every statement so a stuck query
         answers an error long before Okta's 60 s timeout.
     :param auth_failures_per_minute: failed authentications one client address
@@ -53,8 +54,8 @@ class Settings:
         at once, split evenly between the tenants sending them; the rest
         wait their turn, so a large tenant's sync cannot crowd out the
         others (gateway/fairness.py). 4 keep one process as busy as 12 do
-        (BENCHMARKS.md, "Requests in progress"), and each one more in
-        progress adds to every other's wait. 0 means no limit.
+        (docs/performance.md, "Requests in progress per process"), and each
+        one more in progress adds to every other's wait. 0 means no limit.
     :param credential_cache: remember which tenant each token belongs to,
         forgetting on PostgreSQL's change notifications (gateway/credentials.py).
     :param analyze: refresh the planner statistics of the tables a sync grows

@@ -4,7 +4,7 @@ During an initial sync the users table can grow by tens of thousands of rows
 in minutes. The planner picks indexes from the statistics of the last
 ANALYZE; until one runs, it believes the tenant has a handful of users and
 may read the whole tenant for every lookup through the wrong index
-(BENCHMARKS.md, "Initial sync against the PostgreSQL ceiling"). Autovacuum
+(docs/performance.md, "Planner statistics during a sync"). Autovacuum
 analyses eventually (once a minute at best, and not at all where it is
 turned off); this task, run by every gateway process, analyses the tables the
 IdPs grow as soon as enough of them changed. Harmless with several processes:

@@ -42,7 +42,8 @@ class WorkerSettings:
     # jitter), which restarts this clock (workers/effects.py::on_retry).
     sweep_after_seconds: int = 600
     relay_poll_seconds: float = 1.0
-    # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds (see BENCHMARKS.md).
+    # LISTEN/NOTIFY wake-ups; off = poll every relay_poll_seconds
+    # (docs/performance.md, "Relay wake-up (LISTEN/NOTIFY)").
     relay_listen: bool = True
     # Events per side-effect task; while events keep coming, how often the
     # relay publishes; and how many tasks may wait in the broker before the

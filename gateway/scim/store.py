@@ -204,7 +204,7 @@ _INDEXED = tuple(indexed_columns({"userName": ""}))
 
 # The statements every created or changed user needs are built once.
 # Building a SQLAlchemy statement and its cache key costs more CPU than
-# PostgreSQL spends running it (BENCHMARKS.md, "Statements built once"); the
+# PostgreSQL spends running it (docs/performance.md, "Statements built once"); the
 # gateway's throughput is bound by that CPU. Each write carries its
 # provisioning event as a CTE: one statement, one round trip.
 _SAME_PERSON_BY_NAME = _same_person(by_email=False)
@@ -225,8 +225,9 @@ def _create_if_new(*, by_email: bool) -> Any:
 
     Run in autocommit it is its own transaction: one round trip where
     BEGIN, the candidate lookup, the insert and COMMIT took four, which
-    the gateway's CPU per create follows (BENCHMARKS.md, "A create in one
-    statement"). When it inserts nothing, create() takes the careful path.
+    the gateway's CPU per create follows (docs/performance.md, "One
+    statement per create"). When it inserts nothing, create() takes the
+    careful path.
     Each probe is an equality on exactly one index, as in _same_person.
     """
     keys = _person_keys(by_email=by_email)
@@ -309,7 +310,7 @@ async def create(conn: AsyncConnection, actor: Actor, data: UserInput, source: s
     same values"). A create retried after a lost answer therefore gets 409
     too; that cannot loop, because both IdPs then look the user up (filter on
     userName / externalId), and every live user, deactivated ones included,
-    answers that lookup. README, "Creating a user who already exists".
+    answers that lookup (docs/scim.md, "Users": creating a user who already exists).
     """
     columns = _new_user_columns(data)
     lookup = _SAME_PERSON_BY_NAME_OR_EMAIL if columns["email"] else _SAME_PERSON_BY_NAME
@@ -361,8 +362,8 @@ def _rehired(deleted: Sequence[UserRow], columns: dict[str, Any]) -> UserRow | N
     Email is SimpleAMS's primary key: only a record with the same email is the
     same person (the most recently deleted one, if several). The same userName
     with another email, or with no email, is someone else: they get a new
-    record, and the deleted one keeps its history and checkouts (README,
-    "Re-hires").
+    record, and the deleted one keeps its history and checkouts
+    (docs/scim.md, "Users": re-hires).
     """
     email = columns["email_key"]
     same = [row for row in deleted if email and row.email_key == email]

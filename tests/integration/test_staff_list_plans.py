@@ -2,7 +2,8 @@
 answered from an index, so page 1,000 costs what page 1 does.
 
 Plans are checked on a 20,000-person tenant beside a second tenant (EXPLAIN,
-not timings: the figures at 100,000 are in BENCHMARKS.md).
+not timings: the figures at 100,000 are in docs/performance.md, "Admin pages
+at 100,000 people").
 """
 
 from __future__ import annotations

@@ -180,8 +180,8 @@ async def test_rehire_after_delete_restores_the_same_staff_record_under_a_new_sc
 async def test_a_create_of_someone_new_is_one_statement_in_autocommit(
     app: Any, client: httpx2.AsyncClient, db: Engine
 ) -> None:
-    """The initial sync's common case costs one round trip (BENCHMARKS.md, "A
-    create in one statement"); the user and its event still commit together."""
+    """The initial sync's common case costs one round trip (docs/performance.md,
+    "One statement per create"); the user and its event still commit together."""
     seen: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -223,7 +223,7 @@ async def test_create_colliding_with_a_live_user_is_409_naming_the_attribute(
 async def test_a_create_retried_after_a_lost_answer_recovers_through_the_lookup(
     client: httpx2.AsyncClient, db: Engine
 ) -> None:
-    """README, "Creating a user who already exists": 409, then the IdP's lookup links it."""
+    """docs/scim.md, "Users": a create of someone who exists is 409, then the lookup links it."""
     body = user_body("jo@acme.test", externalId="00u9")
     first = await client.post("/Users", json=body)  # committed; pretend the answer was lost
 
@@ -357,7 +357,7 @@ def staff_row_count(db: Engine) -> int:
 async def test_leaving_active_out_never_reactivates_a_deactivated_user(
     client: httpx2.AsyncClient, db: Engine
 ) -> None:
-    """Only an explicit active=true restores access (README, "Deactivate")."""
+    """Only an explicit active=true restores access (docs/scim.md, "Users": deactivate)."""
     created = (await client.post("/Users", json=user_body("nia@acme.test"))).json()
     url = f"/Users/{created['id']}"
     await client.patch(
