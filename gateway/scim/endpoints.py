@@ -1,7 +1,8 @@
 """The endpoints of every SCIM resource type (RFC 7644 §3): orchestrate only.
 
-``routes(storage)`` serves ``/Users`` or ``/Groups`` from a :class:`Storage`,
-what a resource type stores differently; everything else is here once:
+``Endpoints(storage).routes()`` serves ``/Users`` or ``/Groups`` from a
+``Storage`` (storage.py), what a resource type stores its own way;
+everything else is here once:
 
 - parameters first: ``attributes``/``excludedAttributes`` are parsed before
   any write, so a bad one cannot fail a write that committed;
@@ -25,9 +26,6 @@ and Entra expect 204; a 100,000-member list is megabytes).
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Protocol
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -39,59 +37,11 @@ from gateway.scim import listing
 from gateway.scim.context import actor, base_url, engine, principal
 from gateway.scim.group_store import GROUP_STORAGE
 from gateway.scim.http import check_if_match, read_json, scim_json
-from gateway.scim.listing import Query, Source
+from gateway.scim.listing import Query
 from gateway.scim.render import Projection, etag, location
 from gateway.scim.resources import ResourceType, parse_id
+from gateway.scim.storage import Row, Storage
 from gateway.scim.store import USER_STORAGE
-from models.outbox import Actor
-
-Row = Any  # a row of the type's table, as its Storage reads it
-
-
-class Storage(Protocol):
-    """What one resource type stores its own way; the endpoints take one.
-
-    Every method that writes runs in the endpoint's transaction, never
-    commits, and records the provisioning event of what it changed
-    (models/outbox.py), so a resource and its event commit together.
-    """
-
-    source: Source
-    patch_answers_resource: bool
-
-    def parse(self, body: Any, *, current: Row | None) -> Any:
-        """A POST (``current`` None) or PUT body, validated; ``current``: the
-        version a PUT replaces."""
-
-    def parse_patch(self, body: Any) -> Any:
-        """A PATCH body, read and validated (gateway/scim/patch.py)."""
-
-    async def get(
-        self,
-        conn: AsyncConnection,
-        tenant_id: uuid.UUID,
-        scim_id: uuid.UUID | None,
-        *,
-        for_update: bool = False,
-    ) -> Row:
-        """The resource the client names, or NotFound."""
-
-    async def create_if_new(self, conn: AsyncConnection, who: Actor, data: Any) -> Row | None:
-        """The common create in one autocommitted statement, or None to take
-        ``create`` in a transaction."""
-
-    async def create(self, conn: AsyncConnection, who: Actor, data: Any) -> Row: ...
-
-    async def replace(self, conn: AsyncConnection, who: Actor, current: Row, data: Any) -> Row: ...
-
-    async def patch(self, conn: AsyncConnection, who: Actor, current: Row, patch: Any) -> Row: ...
-
-    async def delete(self, conn: AsyncConnection, who: Actor, current: Row) -> None: ...
-
-    async def render(
-        self, conn: AsyncConnection, rows: list[Row], projection: Projection, url: str
-    ) -> list[dict[str, Any]]:
-        """Rows -> their SCIM JSON, projected, read in ``conn`` where needed."""
 
 
 class Endpoints:
@@ -159,7 +109,7 @@ class Endpoints:
         projection = self._projection(request)
         scim_id = parse_id(request.path_params["id"])
         async with reading(engine(request)) as conn:
-            row = await self.storage.get(conn, principal(request).tenant_id, scim_id)
+            row = await self.storage.source.get(conn, principal(request).tenant_id, scim_id)
             return await self._single(conn, request, row, projection)
 
     async def replace(self, request: Request) -> Response:
@@ -168,7 +118,7 @@ class Endpoints:
         scim_id = parse_id(request.path_params["id"])
         who = actor(request)
         async with writing(engine(request)) as conn:
-            current = await self.storage.get(conn, who.tenant_id, scim_id, for_update=True)
+            current = await self.storage.source.get(conn, who.tenant_id, scim_id, for_update=True)
             check_if_match(request, current.version)
             # Validated against the version it replaces: values stored before a
             # rule tightened may stay (a leaver's deactivation must apply).
@@ -182,7 +132,7 @@ class Endpoints:
         scim_id = parse_id(request.path_params["id"])
         who = actor(request)
         async with writing(engine(request)) as conn:
-            current = await self.storage.get(conn, who.tenant_id, scim_id, for_update=True)
+            current = await self.storage.source.get(conn, who.tenant_id, scim_id, for_update=True)
             check_if_match(request, current.version)
             row = await self.storage.patch(conn, who, current, patch)
             if not (self.storage.patch_answers_resource or projection.given):
@@ -193,7 +143,7 @@ class Endpoints:
         scim_id = parse_id(request.path_params["id"])
         who = actor(request)
         async with writing(engine(request)) as conn:
-            current = await self.storage.get(conn, who.tenant_id, scim_id, for_update=True)
+            current = await self.storage.source.get(conn, who.tenant_id, scim_id, for_update=True)
             check_if_match(request, current.version)
             await self.storage.delete(conn, who, current)
         return Response(status_code=204)

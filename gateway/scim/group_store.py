@@ -31,6 +31,7 @@ from gateway.scim.group_requests import (
 from gateway.scim.listing import Source
 from gateway.scim.render import Projection, render_group
 from gateway.scim.resources import GROUP, parse_id, uniqueness_error
+from gateway.scim.storage import Storage
 from gateway.scim.store import note_unchanged, recompute_roles
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_parameters
@@ -41,25 +42,6 @@ GroupRow = Any  # a Row of the groups table
 
 # What /Groups lists read (gateway/scim/listing.py): every group of the tenant.
 GROUPS = Source(GROUP, tuple(Group.__table__.c))
-
-
-async def get(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    group_id: uuid.UUID | None,
-    *,
-    for_update: bool = False,
-) -> GroupRow:
-    if group_id is None:
-        raise errors.NotFound("No group with this id in this workspace.")
-    query = select(Group).where(Group.tenant_id == tenant_id, Group.id == group_id)
-    if for_update:
-        # Serialises writes to one group (their version numbers stay in order).
-        query = query.with_for_update(key_share=True)
-    row = (await conn.execute(query)).one_or_none()
-    if row is None:
-        raise errors.NotFound(f"No group with id {group_id} in this workspace.")
-    return row
 
 
 async def resolve_users(
@@ -289,7 +271,7 @@ async def _write(conn: AsyncConnection, statement: Any) -> GroupRow:
         raise refused from None
 
 
-class GroupStorage:
+class GroupStorage(Storage):
     """Groups, as the endpoints of every type see them (gateway/scim/endpoints.py).
 
     Membership changes are applied as changes (who joined, who left), never
@@ -300,19 +282,13 @@ class GroupStorage:
 
     source = GROUPS
     patch_answers_resource = False  # 204 unless a projection asks (endpoints.py)
+    # No create_if_new: a create resolves and locks its members first, in one transaction.
 
     def parse(self, body: Any, *, current: GroupRow | None) -> GroupInput:
         return parse_group(body, replacing=current is not None)
 
     def parse_patch(self, body: Any) -> GroupPatch:
         return parse_group_patch(body)
-
-    get = staticmethod(get)
-
-    async def create_if_new(
-        self, conn: AsyncConnection, who: Actor, data: GroupInput
-    ) -> GroupRow | None:
-        return None  # members are resolved and locked first: one transaction
 
     async def create(self, conn: AsyncConnection, who: Actor, data: GroupInput) -> GroupRow:
         members = await _resolve_new_members(conn, who.tenant_id, data.members)

@@ -42,9 +42,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -101,6 +102,40 @@ class Source:
     @property
     def table(self) -> Table:
         return self.resource.table
+
+    @cached_property
+    def _one(self) -> tuple[Select[Any], Select[Any]]:
+        # Built once per type, like every statement a request repeats.
+        query = select(*self.columns).where(
+            self.table.c.tenant_id == bindparam("tenant_id"),
+            self.resource.id_column == bindparam("scim_id"),
+            *self.live,
+        )
+        return query, query.with_for_update(key_share=True)
+
+    async def get(
+        self,
+        conn: AsyncConnection,
+        tenant_id: uuid.UUID,
+        scim_id: uuid.UUID | None,
+        *,
+        for_update: bool = False,
+    ) -> Row:
+        """The resource a client names by id, as SCIM sees it, or NotFound.
+
+        ``for_update`` locks it (FOR NO KEY UPDATE) until the transaction
+        ends: writes to one resource queue, so its versions stay in order.
+        """
+        if scim_id is not None:
+            query = self._one[1] if for_update else self._one[0]
+            parameters = {"tenant_id": tenant_id, "scim_id": scim_id}
+            row = (await conn.execute(query, parameters)).first()
+            if row is not None:
+                return row
+        noun = self.resource.name.lower()
+        raise errors.NotFound(
+            f"No {noun} with this id exists in this SimpleAMS workspace (it may have been deleted)."
+        )
 
     def where(
         self, tenant_id: uuid.UUID, condition: ColumnElement[bool] | None

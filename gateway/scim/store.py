@@ -43,6 +43,7 @@ from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.render import Projection, render_user
 from gateway.scim.resources import USER, uniqueness_error
 from gateway.scim.schema import UserInput, parse_user
+from gateway.scim.storage import Storage
 from models.groups import Group, GroupMember
 from models.outbox import EVENT_INSERT, Actor, EventKind, event_insert, event_parameters
 from models.roles import role_change_events, role_statements
@@ -95,34 +96,6 @@ _COLUMNS = (
     .scalar_subquery()
     .label("groups"),
 )
-
-
-# Built once, like the statements of create() below.
-_LIVE_USER = select(*_COLUMNS).where(
-    c.tenant_id == bindparam("tenant_id"), c.scim_id == bindparam("scim_id"), c.deleted_at.is_(None)
-)
-_LIVE_USER_FOR_UPDATE = _LIVE_USER.with_for_update(key_share=True)
-
-
-async def get_live(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    scim_id: uuid.UUID | None,
-    *,
-    for_update: bool = False,
-) -> UserRow:
-    """A user the IdP can see (not deleted by it), or NotFound."""
-    if scim_id is None:
-        raise errors.NotFound(_not_found_detail())
-    query = _LIVE_USER_FOR_UPDATE if for_update else _LIVE_USER
-    row = (await conn.execute(query, {"tenant_id": tenant_id, "scim_id": scim_id})).first()
-    if row is None:
-        raise errors.NotFound(_not_found_detail())
-    return row
-
-
-def _not_found_detail() -> str:
-    return "No user with this id exists in this SimpleAMS workspace (it may have been deleted)."
 
 
 _LIVE_BY_USER_NAME = select(*_COLUMNS).where(
@@ -542,7 +515,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     return changes
 
 
-class UserStorage:
+class UserStorage(Storage):
     """Users, as the endpoints of every type see them (gateway/scim/endpoints.py)."""
 
     source = USERS
@@ -555,8 +528,6 @@ class UserStorage:
 
     def parse_patch(self, body: Any) -> Any:
         return parse_patch(body)
-
-    get = staticmethod(get_live)
 
     async def create_if_new(
         self, conn: AsyncConnection, who: Actor, data: UserInput
