@@ -4,6 +4,10 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 # The local mail sink `make up` starts when SMTP_URL is not set.
 MAIL_PORT ?= 1025
+# Without DATABASE_URL / REDIS_URL, `make up` runs PostgreSQL and Redis from wheels
+# in the dev lock (dev/), with their data in .data/, on these ports of 127.0.0.1.
+PG_PORT ?= 15432
+REDIS_PORT ?= 16379
 # pytest processes for `make test` (pytest-xdist); TEST_PROCESSES=0 runs in this one.
 TEST_PROCESSES ?= 3
 
@@ -41,8 +45,14 @@ lock: install ## Re-resolve and upgrade every dependency into requirements/*.txt
 	$(MAKE) install
 
 .PHONY: up
-up: install ## Bring everything up: services, migrations, demo tenant, then web, relay, worker, beat, Flower (and a mail sink without SMTP_URL)
-	bash .ci/services
+up: install ## Bring everything up: database and broker, migrations, demo tenant, then web, relay, worker, beat, Flower (and a mail sink without SMTP_URL)
+	@$(PY) -m dev up --pg-port $(PG_PORT) --redis-port $(REDIS_PORT) -- \
+	  $(MAKE) --no-print-directory up-processes
+
+# What `make up` runs once DATABASE_URL and REDIS_URL are set. honcho replaces
+# the shell (exec), so that a SIGTERM make passes on reaches it.
+.PHONY: up-processes
+up-processes:
 	$(VENV)/bin/simpleams migrate
 	@# Without an SMTP_URL, a local mail sink (aiosmtpd) takes the notifications and
 	@# prints them here, so that leaver alerts and digests work from the first run.
@@ -57,7 +67,7 @@ up: install ## Bring everything up: services, migrations, demo tenant, then web,
 	  echo "Flower:  http://127.0.0.1:$${FLOWER_PORT:-5555}  (basic auth $$FLOWER_BASIC_AUTH)"; \
 	  echo "Mail:    $$mail"; echo; \
 	  FLOWER_BASIC_AUTH=$$FLOWER_BASIC_AUTH SMTP_URL=$$SMTP_URL PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
-	  $(VENV)/bin/honcho -f $(VENV)/Procfile.up -d $(CURDIR) start -p $(PORT) web worker relay beat flower $$sink
+	  exec $(VENV)/bin/honcho -f $(VENV)/Procfile.up -d $(CURDIR) start -p $(PORT) web worker relay beat flower $$sink
 
 .PHONY: browser
 browser: ## Install Debian's chromium for the browser tests, if it is missing

@@ -73,6 +73,9 @@ def test_make_up_serves_scim_flower_and_mail(
 
         token = wait_for(printed_token, "make up to print the demo tenant's token", timeout=120)
         assert f"Gateway: http://127.0.0.1:{web_port}/scim/v2" in output()
+        # The URLs it was given, and no server of its own (test_newcomer.py has those).
+        assert f"Database: {fresh_database_url} (DATABASE_URL)" in output()
+        assert f"Broker:   {redis_server.url} (REDIS_URL)" in output()
         assert "Notifications (leaver alerts, digests) go to admin@demo.example" in output()
         assert "Mail:    no SMTP_URL set" in output()
 

