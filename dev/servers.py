@@ -172,8 +172,11 @@ class Server:
             process.stdin.close()
         try:
             self._wait_until_it_answers(process)
-        except BaseException:
+        except ServiceError:  # it exited, or it hangs
             self.crash()
+            raise
+        except BaseException:  # Ctrl-C while it was starting
+            self.stop()
             raise
 
     def _wait_until_it_answers(self, process: subprocess.Popen[bytes]) -> None:
