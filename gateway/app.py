@@ -11,14 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +29,7 @@ from gateway.credentials import CredentialCache, keep_listening
 from gateway.db import create_engine
 from gateway.failures import Answers, exception_handlers, last_resort
 from gateway.fairness import TenantShares
+from gateway.health import healthz, readyz
 from gateway.scim import errors
 from gateway.scim.api import SCIM_ANSWERS, create_api
 from gateway.scim.paths import route_path
@@ -276,21 +274,12 @@ class Namespace(Mount):
         return super().matches(scope)
 
 
-async def healthz(request: Request) -> Response:
-    """Liveness and database reachability for load balancers and docker-compose."""
-    try:
-        async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except (OperationalError, PoolTimeoutError, OSError):
-        return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-    return JSONResponse({"status": "ok"})
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the gateway: the SCIM API (gateway/scim/api.py) mounted at /scim/v2, the
-    admin pages, and /healthz with every path neither serves, each a Starlette app
-    with its own exception handlers (gateway/failures.py), in the app that holds
-    the middleware every request passes.
+    admin pages, and /healthz and /readyz (gateway/health.py) with every path
+    neither serves, each a Starlette app with its own exception handlers
+    (gateway/failures.py), in the app that holds the middleware every request
+    passes.
 
     :param settings: configuration; read from the environment when omitted.
     """
@@ -329,9 +318,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers=exception_handlers(page_answers),
     )
-    # Any other path: /healthz, and an answer for a path nobody serves.
+    # Any other path: /healthz, /readyz, and an answer for a path nobody serves.
     elsewhere = Starlette(
-        routes=[Route("/healthz", healthz)],
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers=exception_handlers(answers_by_accept),
     )

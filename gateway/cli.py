@@ -35,7 +35,6 @@ import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, create_engine, select
@@ -55,12 +54,10 @@ PLANS = [plan.value for plan in Plan]
 def migrate(settings: Settings) -> None:
     """Apply the Alembic migrations (the only way the schema is ever created)."""
     from alembic import command
-    from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("models") / "migrations"))
-    config.attributes["database_url"] = settings.database_url
-    command.upgrade(config, "head")
+    from models import migrations
+
+    command.upgrade(migrations.config(settings.database_url), "head")
 
 
 def _parser() -> argparse.ArgumentParser:
