@@ -18,7 +18,7 @@ from models import guard
 from models.checkouts import apply_checkout_locks
 from models.outbox import Effect, ProvisioningEvent
 from workers.app import app
-from workers.effects import InTransaction, effect_task, hold_run
+from workers.effects import InTransaction, effect_task, hold_run, tenant_order
 
 log = logging.getLogger("simpleams.workers.checkout")
 
@@ -26,7 +26,9 @@ log = logging.getLogger("simpleams.workers.checkout")
 def converge_locks(session: Session, events: list[ProvisioningEvent]) -> None:
     users = []
     decided_later = _last_leaving_events(session, events)
-    for event in events:  # in id order: the guard counts each leaver against those before it
+    # Tenant by tenant (the guard locks the tenant, effects.tenant_order), each
+    # in id order: the guard counts each leaver against those before it.
+    for event in tenant_order(events):
         if guard.holds(session, event):
             hold_run(session, event.id, Effect.checkout_lock)
             log.warning("mass-deprovision guard holds the lock of event=%s", event.id)

@@ -116,6 +116,13 @@ DONE = Done()
 Decision = Send[M] | Hold[M] | Done
 
 
+def tenant_order(events: Sequence[ProvisioningEvent]) -> list[ProvisioningEvent]:
+    """Events tenant by tenant, each tenant's in id order: the order every
+    effect takes the guard's tenant locks in (models/guard.holds), so two
+    tasks with leavers of the same tenants cannot deadlock."""
+    return sorted(events, key=lambda event: (event.tenant_id, event.id))
+
+
 @dataclass(frozen=True)
 class InTransaction:
     """A side effect written in the transaction that claims its runs."""
@@ -148,9 +155,7 @@ class Delivery(Generic[M]):
         events = load_events(session, ids)
         result = Claimed()
         runs: dict[int, RunStatus] = {}
-        # Tenant by tenant: compose may lock its tenant (the guard does), and
-        # two batches then take those locks in the same order.
-        for event in sorted(events, key=lambda event: (event.tenant_id, event.id)):
+        for event in tenant_order(events):
             # Composed even when the run is finished: a message recorded and
             # not yet sent (the guard's alert, whose run is held at once) goes out.
             decision = self.compose(session, event)
@@ -574,4 +579,5 @@ __all__ = [
     "record_failure",
     "run",
     "settle_if_complete",
+    "tenant_order",
 ]

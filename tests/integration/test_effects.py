@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,12 +20,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from gateway import side_effects
 from models.outbox import Effect, ProvisioningEvent
-from tests.conftest import user_body
+from tests.conftest import make_tenant, scim_client, user_body
 from tests.db import rows
 from workers import effects
 from workers.audit import AUDIT
@@ -381,3 +382,30 @@ async def test_an_in_transaction_effect_has_the_same_dead_letters_and_retries(
     assert effects.run(effect, ids) == "done: 1, already done: 2"
     assert sorted(applied) == ids
     assert notify_runs(db) == dict.fromkeys(ids, ("done", None))
+
+
+async def test_every_effect_takes_the_guards_tenant_locks_in_one_order(
+    app: Any, client: httpx2.AsyncClient, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard locks a leaver's tenant (models/guard.holds). A batch that
+    reached tenants B then A while another reached A then B would deadlock;
+    every effect therefore decides tenant by tenant (effects.tenant_order)."""
+    other = make_tenant(db, "beta")
+    async with scim_client(app, other.headers) as beta:
+        for idp in (client, beta, client, beta):
+            created = await idp.post("/Users", json=user_body(f"{uuid.uuid4().hex[:8]}@x.test"))
+            assert created.status_code == 201
+    asked: list[tuple[Any, int]] = []
+
+    def holds(session: Session, event: ProvisioningEvent) -> bool:
+        asked.append((event.tenant_id, event.id))
+        return False
+
+    monkeypatch.setattr("models.guard.holds", holds)
+    with Session(db) as session:
+        events = list(session.scalars(select(ProvisioningEvent).order_by(ProvisioningEvent.id)))
+        assert len({event.tenant_id for event in events}) == 2
+        CHECKOUT_LOCK.apply(session, events)
+        session.rollback()
+    assert asked == sorted(asked, key=lambda pair: (pair[0], pair[1]))
+    assert len(asked) == 4
