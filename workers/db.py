@@ -19,6 +19,9 @@ engine = create_engine(
     # Workers are not latency-critical; testing a connection before a task
     # lets a task started after a PostgreSQL restart succeed first time.
     pool_pre_ping=True,
+    # Bound parameters are people's names and addresses: keep them out of the
+    # errors that reach a log line (as gateway/db.py does).
+    hide_parameters=True,
     connect_args={"connect_timeout": 5},
 )
 SessionFactory = sessionmaker(engine, expire_on_commit=False)

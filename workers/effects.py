@@ -31,6 +31,9 @@ Transient failures (a database restart, a deadlock, SMTP down) retry with
 exponential backoff and jitter. Anything else, and a transient failure that
 outlives its retries, becomes a dead letter: a ``failed`` SideEffectRun that
 ``simpleams events failed`` lists and ``simpleams events retry`` replays.
+
+A failure is logged by its type only; its message, which may quote the data
+(a mail server's refusal names the address), is in the dead letter.
 """
 
 from __future__ import annotations
@@ -297,7 +300,12 @@ def _claim(
 
 def _dead_letters(effect: Effect, failures: Mapping[int, Exception]) -> None:
     for event_id, error in failures.items():
-        log.error("side effect %s failed for good event=%s: %r", effect.value, event_id, error)
+        log.error(
+            "side effect %s failed for good event=%s: %s (`simpleams events failed`)",
+            effect.value,
+            event_id,
+            type(error).__name__,
+        )
         record_failure(event_id, effect, f"{type(error).__name__}: {error}")
 
 
@@ -435,7 +443,12 @@ class EffectTask(Task):  # type: ignore[misc]
         if isinstance(exc, EffectsFailed):
             return  # each failed event was recorded as it failed
         event_ids = event_ids_of(kwargs)
-        log.error("side effect failed for good task=%s events=%s: %r", self.name, event_ids, exc)
+        log.error(
+            "side effect failed for good task=%s events=%s: %s (`simpleams events failed`)",
+            self.name,
+            event_ids,
+            type(exc).__name__,
+        )
         for event_id in event_ids:
             record_failure(event_id, self.effect, f"{type(exc).__name__}: {exc}")
 
