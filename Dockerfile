@@ -12,6 +12,7 @@ COPY pyproject.toml ./
 COPY gateway ./gateway
 COPY workers ./workers
 COPY models ./models
+COPY observability ./observability
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 COPY Procfile ./
 RUN useradd --system --uid 10001 simpleams

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Match, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import statistics
@@ -37,13 +37,15 @@ from gateway.settings import Settings
 from gateway.tenancy import MalformedHost, request_host
 from gateway.throttle import FailedAuthThrottle
 from gateway.tokens import TOKEN_PREFIX
+from observability import logs
 
 access_log = logging.getLogger("simpleams.gateway.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIdMiddleware:
-    """Give every request an id (the client's X-Request-Id if sane), echo it, log with it."""
+    """Give every request an id (the client's X-Request-Id if sane), echo it, and
+    put it in the request's log context (AccessLogMiddleware opens it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -55,6 +57,7 @@ class RequestIdMiddleware:
         offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = offered if _REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.bind(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,14 +68,20 @@ class RequestIdMiddleware:
 
 
 class AccessLogMiddleware:
-    """One log line per request: client, method, path, status, duration, request id.
+    """One log line per request: client, method, route, status, duration; and the
+    request's log context (observability/logs.py), which every line logged
+    while it is handled carries: its id, its tenant once authenticated, its route.
 
-    Never the query string: SCIM filters carry personal data (``userName eq
-    "..."``) and a misconfigured client may put its token there. uvicorn's
-    own access log, which writes it, is off (``app_from_env``). The line is
-    written before the last byte of the response goes out. A client that
-    leaves before sending its whole body is this one quiet line too, not
-    an error with tracebacks.
+    The route template (``/scim/v2/Users/{id}``) stands for the path when a
+    route took the request (``name_routes``); the path itself only when none
+    did (a 404, a request refused before routing), and then never its query
+    string: SCIM filters carry personal data (``userName eq "..."``) and a
+    misconfigured client may put its token there. uvicorn's own access log,
+    which writes it, is off (``app_from_env``). The line is written before
+    the last byte of the response goes out, with ``status`` and
+    ``duration_ms`` as fields of their own. A client that leaves before
+    sending its whole body is this one quiet line too, not an error with
+    tracebacks.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -86,19 +95,20 @@ class AccessLogMiddleware:
         status: int | None = None
         logged = False
 
-        def write(outcome: str) -> None:
+        def write(outcome: str, answered: int | None) -> None:
             nonlocal logged
             if logged:
                 return
             logged = True
+            duration_ms = (time.perf_counter() - started) * 1000
             access_log.info(
-                '%s "%s %s" %s %.0fms request_id=%s',
+                '%s "%s %s" %s %.0fms',
                 _client_of(scope),
                 scope["method"],
-                _logged_path(scope),
+                logs.current().get("route") or _logged_path(scope),
                 outcome,
-                (time.perf_counter() - started) * 1000,
-                scope.get("state", {}).get("request_id", "-"),
+                duration_ms,
+                extra={"status": answered, "duration_ms": round(duration_ms, 1)},
             )
 
         async def send_logged(message: Message) -> None:
@@ -106,19 +116,21 @@ class AccessLogMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                write(str(status))
+                write(str(status), status)
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_logged)
-        except ClientDisconnect:
-            # Nobody is left to answer; uvicorn says nothing for a gone client.
-            write("- client disconnected before sending its whole body")
-            return
-        except Exception:
-            write("500" if status is None else str(status))  # ServerErrorMiddleware answers
-            raise
-        write("-" if status is None else str(status))
+        with logs.context():
+            try:
+                await self.app(scope, receive, send_logged)
+            except ClientDisconnect:
+                # Nobody is left to answer; uvicorn says nothing for a gone client.
+                write("- client disconnected before sending its whole body", None)
+                return
+            except Exception:
+                answered = 500 if status is None else status  # ServerErrorMiddleware answers
+                write(str(answered), answered)
+                raise
+            write("-" if status is None else str(status), status)
 
 
 _TOKEN_SHAPED = re.compile(re.escape(TOKEN_PREFIX) + "[0-9A-Za-z]*")
@@ -133,6 +145,35 @@ def _logged_path(scope: Scope) -> str:
     path = _TOKEN_SHAPED.sub(TOKEN_PREFIX + "...", path.partition("?")[0])
     shown = quote(path[:_MAX_LOGGED_PATH], safe=_PATH_SAFE)
     return shown + ("..." if len(path) > _MAX_LOGGED_PATH else "")
+
+
+class _RouteNamed:
+    """A route's application, which first puts the route's template in the log context."""
+
+    def __init__(self, app: ASGIApp, template: str) -> None:
+        self.app = app
+        self.template = template  # below the mount points, which scope["root_path"] holds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logs.bind(route=scope.get("root_path", "") + self.template)
+        await self.app(scope, receive, send)
+
+
+def name_routes(routes: list[BaseRoute]) -> None:
+    """Make each route below ``routes`` name its template (``/Users/{id}``, a mounted
+    directory's ``/static/{path}``) in the log context of a request it takes.
+
+    Routing has then happened: a request refused before it (a bad token) or
+    that no route takes has no route. Idempotent: the routes of the admin
+    pages and the SCIM API are module-level objects, and every app made of
+    them (each test's) names them the same way.
+    """
+    for route in routes:
+        if isinstance(route, Mount) and route.routes:
+            name_routes(route.routes)
+        elif isinstance(route, Route | Mount) and not isinstance(route.app, _RouteNamed):
+            template = "/{path}" if isinstance(route, Mount) else route.path_format
+            route.app = _RouteNamed(route.app, template)
 
 
 def _client_of(scope: Scope) -> str:
@@ -338,6 +379,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # Not a catch-all route: a path that matches nothing is first redirected to
     # its other spelling (/scim/v2 -> /scim/v2/) if that one matches.
     app.router.default = elsewhere
+    name_routes([*app.routes, *elsewhere.routes])
     for part in (api, pages, elsewhere):
         part.state = app.state  # request.app is the mounted app
     app.state.settings = settings
@@ -354,7 +396,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def app_from_env() -> Starlette:
     """Entry point for uvicorn's --factory."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()  # uvicorn's own lines too, in SIMPLEAMS_LOG_FORMAT
     # uvicorn's access log writes every URL with its query string (SCIM
     # filters, a token a client put there); AccessLogMiddleware logs each
     # request without it. uvicorn configures logging before it calls this

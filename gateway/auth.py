@@ -50,6 +50,7 @@ from gateway.tenancy import Host, MalformedHost, request_host
 from gateway.throttle import FailedAuthThrottle
 from gateway.tokens import hash_token, is_well_formed
 from models.tenants import Plan, ScimCredential, Tenant
+from observability import logs
 
 log = logging.getLogger("simpleams.gateway.auth")
 
@@ -212,6 +213,7 @@ class ScimAuthMiddleware:
             await exc.to_response()(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        logs.bind(tenant=principal.tenant_slug)
         # The tenant's place is taken last: whatever waits for it has cost
         # one credential lookup (usually the cache) and holds its body.
         async with self.shares.place(str(principal.tenant_id)):

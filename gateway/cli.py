@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,7 @@ from gateway.admin import accounts
 from gateway.settings import Settings
 from models.tenants import Plan, Tenant
 from models.users import Role
+from observability import logs
 
 PLANS = [plan.value for plan in Plan]
 
@@ -175,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("tenant set: give --notify-email and/or a --guard-* setting")
     if args.command == "events" and args.action == "retry" and bool(args.ids) == args.all:
         parser.error("events retry: give dead-letter IDs or --all (not both)")
+    try:
+        # What it has to tell goes to standard output (_say); the log, on
+        # standard error, is for warnings and errors, in SIMPLEAMS_LOG_FORMAT.
+        logs.configure(logging.WARNING)
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = Settings.from_env()
     if args.command == "admin" and args.action in ("create", "password"):
         args.password = _read_password()

@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.apps.beat import Beat
+from celery.signals import celeryd_init, setup_logging, worker_process_init
 from kombu.entity import Exchange, Queue
 
+from observability import logs
 from workers import broker
 from workers.routing import DIGEST_TASK, QUEUES
 from workers.settings import settings
@@ -51,7 +53,7 @@ app.conf.update(
     # Flower needs task events to show what the workers do.
     worker_send_task_events=True,
     task_send_sent_event=True,
-    # Keep our logging configuration (Warehouse does the same).
+    # Our logging configuration, not Celery's (``_log_as_every_process_does``).
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     # The relay retries publishing itself (tenacity) and must not block for
@@ -72,6 +74,39 @@ app.conf.update(
         }
     },
 )
+
+
+@setup_logging.connect
+def _log_as_every_process_does(loglevel: Any = None, **_: Any) -> None:
+    """The worker and beat log as web and the relay do (observability/logs.py):
+    with a receiver for this signal, Celery configures no logging of its own."""
+    logs.configure(loglevel or "INFO")
+
+
+def _quiet_when_json() -> bool:
+    """With JSON logs, the worker and beat skip Celery's start banner (as
+    ``celery --quiet`` does): it is printed, not logged, and is not JSON."""
+    return logs.log_format() == "json"
+
+
+@celeryd_init.connect
+def _worker_starts(instance: Any = None, options: Any = None, **_: Any) -> None:
+    # Before Celery sets up logging (the signal above), the worker may warn
+    # (running as root): configured now, that warning is a line in the format too.
+    logs.configure((options or {}).get("loglevel") or "INFO")
+    if instance is not None and _quiet_when_json():
+        instance.quiet = True
+
+
+class _Beat(Beat):  # type: ignore[misc]
+    """``celery beat``, quiet when the logs are JSON. Beat prints its banner before
+    any signal a receiver could answer, so the class itself decides."""
+
+    def __init__(self, *args: Any, quiet: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, quiet=quiet or _quiet_when_json(), **kwargs)
+
+
+app.Beat = app.subclass_with_self(_Beat)
 
 
 @worker_process_init.connect

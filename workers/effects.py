@@ -32,8 +32,12 @@ exponential backoff and jitter. Anything else, and a transient failure that
 outlives its retries, becomes a dead letter: a ``failed`` SideEffectRun that
 ``simpleams events failed`` lists and ``simpleams events retry`` replays.
 
-A failure is logged by its type only; its message, which may quote the data
-(a mail server's refusal names the address), is in the dead letter.
+Every line a side-effect task logs, Celery's own included (received aside,
+which the worker's main process logs), carries the task's ``effect`` and
+``event_ids``, and a line about one event its ``event_id``
+(observability/logs.py): the framework sets them, never an effect. A failure
+is logged by its type only; its message, which may quote the data (a mail
+server's refusal names the address), is in the dead letter.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from celery import Task
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -54,6 +60,7 @@ from sqlalchemy.orm import Session
 
 from models.notifications import Notification
 from models.outbox import Effect, ProvisioningEvent, RunStatus, SideEffectRun
+from observability import logs
 from workers.db import session_scope
 from workers.routing import ROUTES, effects_for
 
@@ -161,7 +168,8 @@ class Delivery(Generic[M]):
         for event in tenant_order(events):
             # Composed even when the run is finished: a message recorded and
             # not yet sent (the guard's alert, whose run is held at once) goes out.
-            decision = self.compose(session, event)
+            with logs.context(event_id=event.id):
+                decision = self.compose(session, event)
             if isinstance(decision, Send):
                 result.outgoing.append(_recorded(session, event, decision, finishes=True))
             elif isinstance(decision, Hold):
@@ -252,7 +260,8 @@ def run(declared: InTransaction | Delivery[Any], event_ids: Sequence[int]) -> st
     if isinstance(declared, Delivery):
         for outgoing in claimed.outgoing:
             try:
-                claimed.outcomes[declared.deliver_recorded(outgoing)] += 1
+                with logs.context(event_id=outgoing.event_id):
+                    claimed.outcomes[declared.deliver_recorded(outgoing)] += 1
             except TRANSIENT:
                 raise  # the task is retried; what was done is skipped next time
             except Exception as exc:
@@ -289,7 +298,7 @@ def _claim(
     claimed, failures = Claimed(), {}
     for event_id in ids:
         try:
-            with session_scope() as session:
+            with logs.context(event_id=event_id), session_scope() as session:
                 claimed.add(declared.claim(session, [event_id]))
         except TRANSIENT:
             raise
@@ -300,13 +309,14 @@ def _claim(
 
 def _dead_letters(effect: Effect, failures: Mapping[int, Exception]) -> None:
     for event_id, error in failures.items():
-        log.error(
-            "side effect %s failed for good event=%s: %s (`simpleams events failed`)",
-            effect.value,
-            event_id,
-            type(error).__name__,
-        )
-        record_failure(event_id, effect, f"{type(error).__name__}: {error}")
+        with logs.context(event_id=event_id):
+            log.error(
+                "side effect %s failed for good event=%s: %s (`simpleams events failed`)",
+                effect.value,
+                event_id,
+                type(error).__name__,
+            )
+            record_failure(event_id, effect, f"{type(error).__name__}: {error}")
 
 
 # --- deliveries: record, lease, send, mark ----------------------------------------
@@ -444,13 +454,34 @@ class EffectTask(Task):  # type: ignore[misc]
             return  # each failed event was recorded as it failed
         event_ids = event_ids_of(kwargs)
         log.error(
-            "side effect failed for good task=%s events=%s: %s (`simpleams events failed`)",
+            "side effect failed for good task=%s: %s (`simpleams events failed`)",
             self.name,
-            event_ids,
             type(exc).__name__,
         )
         for event_id in event_ids:
             record_failure(event_id, self.effect, f"{type(exc).__name__}: {exc}")
+
+
+# The log context of each side-effect task running in this process, by task id:
+# opened before Celery starts it, closed after Celery has logged how it went.
+_task_log_contexts: dict[str, Token[dict[str, Any] | None]] = {}
+
+
+@task_prerun.connect
+def _open_task_log_context(
+    task_id: str | None = None, task: Any = None, kwargs: Any = None, **_: Any
+) -> None:
+    if isinstance(task, EffectTask) and task_id is not None:
+        _task_log_contexts[task_id] = logs.enter(
+            effect=task.effect.value, event_ids=event_ids_of(kwargs or {})
+        )
+
+
+@task_postrun.connect
+def _close_task_log_context(task_id: str | None = None, **_: Any) -> None:
+    token = _task_log_contexts.pop(task_id or "", None)
+    if token is not None:
+        logs.leave(token)
 
 
 def load_events(session: Session, ids: Sequence[int]) -> list[ProvisioningEvent]:

@@ -48,6 +48,7 @@ from tenacity import (
 )
 
 from models.outbox import ProvisioningEvent
+from observability import logs
 from workers.routing import QUEUES, ROUTES, effects_for, task_id
 from workers.settings import WorkerSettings
 
@@ -297,7 +298,7 @@ def run(settings: WorkerSettings) -> None:
 def main() -> None:
     from workers.settings import settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     run(settings)
 
 

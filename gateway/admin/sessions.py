@@ -30,6 +30,7 @@ from gateway.settings import Settings
 from gateway.tenancy import request_host
 from models.admins import Admin, AdminSession
 from models.tenants import Tenant
+from observability import logs
 
 LOGIN_CSRF_COOKIE = "sams_login_csrf"
 
@@ -103,6 +104,7 @@ async def current(request: Request) -> AdminContext | None:
     # On a tenant's own host, only that tenant's sessions count.
     if not settings.addresses.serves(request_host(request.scope["headers"]), row.slug):
         return None
+    logs.bind(tenant=row.slug)
     return AdminContext(
         session_id=row.id,
         admin_id=row.admin_id,

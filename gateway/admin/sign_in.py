@@ -40,6 +40,7 @@ from gateway.tenancy import request_host
 from gateway.throttle import FailedAuthThrottle
 from models.admins import Admin
 from models.tenants import Tenant
+from observability import logs
 
 log = logging.getLogger("simpleams.gateway.admin")
 
@@ -208,6 +209,7 @@ async def login(request: Request) -> Response:
         )
     async with writing(request.app.state.engine) as conn:
         token = await sessions.start(conn, row.id, row.tenant_id, settings)
+    logs.bind(tenant=workspace)  # the slug of the tenant just signed in to
     log.info("admin signed in admin_id=%s workspace=%s", row.id, workspace)
     response = RedirectResponse(target, status_code=303)
     sessions.set_session_cookie(response, request, token, settings.admin_session_hours)

@@ -1,6 +1,6 @@
-"""models imports no sibling; gateway and workers import models, never each other;
-only gateway/scim imports scim2-models; the developer's servers (dev/) and the
-production code know nothing of each other."""
+"""models and observability import no sibling; gateway and workers import
+them, never each other; only gateway/scim imports scim2-models; the
+developer's servers (dev/) and the production code know nothing of each other."""
 
 from __future__ import annotations
 
@@ -32,10 +32,11 @@ def imported_top_levels(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("models", {"gateway", "workers", "dev"}),
+        ("models", {"gateway", "workers", "observability", "dev"}),
         ("gateway", {"workers", "dev"}),
         ("workers", {"gateway", "dev"}),
-        ("dev", {"gateway", "workers", "models"}),
+        ("dev", {"gateway", "workers", "models", "observability"}),
+        ("observability", {"gateway", "workers", "models", "dev"}),
     ],
 )
 def test_import_direction(package: str, forbidden: set[str]) -> None:
