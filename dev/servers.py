@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import quote
 
@@ -135,8 +136,9 @@ def check_port_free(port: int, what: str, setting: str) -> None:
             ) from None
 
 
-class Server:
-    """One server process: spawned, waited on until it answers, stopped by signal."""
+class Server(ABC):
+    """One server process under ``home``: spawned, waited on until it answers,
+    stopped by signal; with ``password``, its password kept in ``home/password``."""
 
     name = "server"
     port_setting = "PORT"
@@ -145,13 +147,20 @@ class Server:
     stop_signal = signal.SIGTERM
     abort_signal = signal.SIGKILL
 
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(self, home: Path, port: int, *, password: bool) -> None:
+        self.home = home
         self.port = port
-        self.log = log
+        self.log = home / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._password_file = home / "password" if password else None
 
+    @property
+    def password(self) -> str | None:
+        return None if self._password_file is None else secret(self._password_file)
+
+    @abstractmethod
     def answers(self) -> bool:
-        raise NotImplementedError
+        """Whether the server accepts a connection and answers a query now."""
 
     def _spawn(self, command: list[str], stdin: bytes | None = None) -> None:
         if self.process is not None:
@@ -244,16 +253,10 @@ class Postgres(Server):
         password: bool = True,
         durable: bool = True,
     ) -> None:
-        super().__init__(port, home / "server.log")
-        self.home = home
+        super().__init__(home, port, password=password)
         self.data = home / "data"
         self.user = user
         self.durable = durable
-        self._password_file = home / "password" if password else None
-
-    @property
-    def password(self) -> str | None:
-        return None if self._password_file is None else secret(self._password_file)
 
     def url(self, database: str = "postgres") -> str:
         """The SQLAlchemy/psycopg URL the application's settings take."""
@@ -358,14 +361,8 @@ class Redis(Server):
     def __init__(
         self, home: Path, port: int, *, password: bool = True, durable: bool = True
     ) -> None:
-        super().__init__(port, home / "server.log")
-        self.home = home
+        super().__init__(home, port, password=password)
         self.durable = durable
-        self._password_file = home / "password" if password else None
-
-    @property
-    def password(self) -> str | None:
-        return None if self._password_file is None else secret(self._password_file)
 
     @property
     def url(self) -> str:
